@@ -1,0 +1,222 @@
+"""The Starlette app: WebSocket ``/v1/ws``, ``GET /health``, ``GET /metrics``, and the web client at ``/``.
+
+The voices load in the background after start-up, so ``/health`` answers 503 until they are ready and load
+balancers can hold traffic back; WebSocket clients that come too early get ``overloaded`` and a close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+
+from engine.voice import load_voice
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from engine.scheduler import SchedulerConfig, WorkKind
+from engine.worker import EngineWorker
+from protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Error, ErrorCode, Hello, Limits, VoiceInfo, encode
+from server import __version__
+from server.connection import Connection
+from server.metrics import Metrics
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
+COMMON_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+class Hub:
+    """The server's state: the engine worker, open connections, and the shutdown switch."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.worker: EngineWorker | None = None
+        self.hello: Hello | None = None
+        self.connections: set[Connection] = set()
+        self.shutting_down = False
+        self._load_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._load_task = asyncio.create_task(self._load(), name="voxwire-load-voices")
+
+    async def _load(self) -> None:
+        settings = self.settings
+        voices = []
+        for spec in settings.voices:
+            log.info("loading voice %s on device %s", spec, settings.device)
+            voices.append(await asyncio.to_thread(load_voice, spec, settings.device))
+        config = SchedulerConfig(
+            max_batch_windows=settings.max_batch,
+            max_batch_sentences=settings.max_batch,
+            max_ahead_s=settings.max_ahead_s,
+        )
+        worker = EngineWorker(voices, config, fault_marker=settings.fault_marker)
+        worker.on_batch = self._observe_batch
+        worker.start()
+        infos = tuple(VoiceInfo(v.id, v.language, v.sample_rate) for v in worker.voices)
+        rates = tuple(sorted({*COMMON_SAMPLE_RATES, *(v.sample_rate for v in infos)}))
+        self.hello = Hello(
+            server=f"voxwire/{__version__}",
+            voices=infos,
+            sample_rates=tuple(r for r in rates if MIN_SAMPLE_RATE <= r <= MAX_SAMPLE_RATE),
+            limits=Limits(
+                max_streams=settings.max_streams,
+                max_text_bytes=settings.max_text_bytes,
+                max_frame_bytes=settings.max_frame_bytes,
+                max_connections=settings.max_connections,
+                max_buffered_audio_ms=settings.max_buffered_audio_ms,
+            ),
+        )
+        self.worker = worker
+        log.info("ready: voices %s", ", ".join(v.id for v in infos))
+
+    @property
+    def ready(self) -> bool:
+        return self.worker is not None and not self.shutting_down
+
+    def _observe_batch(self, kind: WorkKind, size: int) -> None:
+        self.metrics.batch_size.labels(kind=kind.value).observe(size)
+
+    async def drain(self) -> None:
+        """Graceful shutdown: refuse new streams, let open ones finish within the grace period, close 1001."""
+        self.shutting_down = True
+        connections = list(self.connections)
+        log.info("shutting down: %d connection(s)", len(connections))
+        await asyncio.gather(
+            *(c.drain(self.settings.shutdown_grace_s) for c in connections), return_exceptions=True
+        )
+
+    async def stop(self) -> None:
+        if self._load_task is not None:
+            self._load_task.cancel()
+            await asyncio.gather(self._load_task, return_exceptions=True)
+        if self.worker is not None:
+            await self.worker.stop()
+
+    def refresh_engine_gauges(self) -> None:
+        if self.worker is None:
+            return
+        stats = self.worker.stats()
+        m = self.metrics
+        m.engine_streams.set(stats.streams)
+        m.engine_queue.labels(kind="segments").set(stats.queued_segments)
+        m.engine_queue.labels(kind="windows").set(stats.queued_windows)
+        m.engine_paused.set(stats.paused_streams)
+        m.engine_capacity.set(stats.capacity_streams if stats.capacity_streams != float("inf") else -1)
+
+
+def _token_ok(websocket: WebSocket, tokens: tuple[str, ...]) -> bool:
+    if not tokens:
+        return True
+    given = websocket.query_params.get("token")
+    auth = websocket.headers.get("authorization", "")
+    if given is None and auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    if not given:
+        return False
+    # Compare against every token, in constant time, so timing tells nothing about which one is close.
+    matches = [hmac.compare_digest(given.encode(), t.encode()) for t in tokens]
+    return any(matches)
+
+
+async def _refuse(websocket: WebSocket, status: int, reason: str) -> None:
+    """Refuse before the WebSocket opens: an HTTP status where the server supports it, else close 1008."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(PlainTextResponse(reason, status_code=status))
+    else:
+        await websocket.close(CLOSE_POLICY_VIOLATION, reason)
+
+
+async def _overloaded(websocket: WebSocket, hub: Hub, message: str) -> None:
+    await websocket.accept()
+    hub.metrics.errors.labels(code=str(ErrorCode.OVERLOADED)).inc()
+    await websocket.send_bytes(encode(Error(code=ErrorCode.OVERLOADED, message=message)))
+    await websocket.close(CLOSE_TRY_AGAIN_LATER)
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    hub: Hub = websocket.app.state.hub
+    settings = hub.settings
+    if not _token_ok(websocket, settings.tokens):
+        log.warning("refused WebSocket from %s: missing or wrong token", websocket.client)
+        await _refuse(websocket, 401, "missing or wrong token")
+        return
+    origin = websocket.headers.get("origin")
+    if settings.allowed_origins and origin is not None and origin not in settings.allowed_origins:
+        log.warning("refused WebSocket from origin %r", origin)
+        await _refuse(websocket, 403, "origin not allowed")
+        return
+    if hub.worker is None or hub.hello is None or hub.shutting_down:
+        await _overloaded(websocket, hub, "the server is not ready (loading or shutting down); retry shortly")
+        return
+    if len(hub.connections) >= settings.max_connections:
+        await _overloaded(
+            websocket, hub, f"the server is at its limit of {settings.max_connections} connections"
+        )
+        return
+    await websocket.accept()
+    connection = Connection(
+        websocket, hub.worker, settings, hub.metrics, hub.hello, lambda: hub.shutting_down
+    )
+    hub.connections.add(connection)
+    hub.metrics.connections.inc()
+    try:
+        await connection.serve()
+    finally:
+        hub.connections.discard(connection)
+        hub.metrics.connections.dec()
+
+
+async def health(request: Request) -> Response:
+    hub: Hub = request.app.state.hub
+    if hub.ready:
+        return PlainTextResponse("ok")
+    return PlainTextResponse("shutting down" if hub.shutting_down else "loading", status_code=503)
+
+
+async def metrics(request: Request) -> Response:
+    hub: Hub = request.app.state.hub
+    hub.refresh_engine_gauges()
+    return Response(hub.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def _web_dir() -> Path | None:
+    path = Path(str(resources.files("web")))
+    return path if (path / "index.html").is_file() else None
+
+
+def create_app(settings: Settings) -> Starlette:
+    hub = Hub(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    routes: list[Route | WebSocketRoute | Mount] = [
+        WebSocketRoute("/v1/ws", websocket_endpoint),
+        Route("/health", health),
+        Route("/metrics", metrics),
+    ]
+    web = _web_dir()
+    if web is not None:
+        routes.append(Mount("/", StaticFiles(directory=web, html=True), name="web"))
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.hub = hub
+    return app

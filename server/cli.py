@@ -1,0 +1,51 @@
+"""The ``voxwire`` command: ``serve`` (the server), ``say`` (speak to a WAV file), ``loadtest``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from server.settings import add_arguments, build_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voxwire", description="Realtime voice over WebSocket.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the WebSocket server")
+    add_arguments(serve)
+    say = commands.add_parser("say", help="speak text into a WAV file with the bundled voice")
+    say.add_argument("text")
+    say.add_argument("-o", "--output", type=Path, default=Path("out.wav"))
+    say.add_argument("--voice", default="joe")
+    say.add_argument("--device", default="auto")
+    say.add_argument("--stream", action="store_true", help="print per-window timings as audio is made")
+    commands.add_parser("loadtest", help="drive a voxwire server with many streams", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["loadtest"]:
+        from loadtest.cli import main as loadtest_main
+
+        return loadtest_main(argv[1:])
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        from server.run import serve
+
+        try:
+            settings = build_settings(args)
+        except ValueError as error:
+            print(f"voxwire serve: {error}", file=sys.stderr)
+            return 2
+        serve(settings)
+        return 0
+    from engine.say import say
+
+    say(args.text, args.output, voice=args.voice, device=args.device, stream=args.stream)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""One WebSocket connection's pipeline: a receiver that decodes frames, a stream session per stream, and one
+sender that writes frames in order.
+
+Await points and what can happen at each:
+- ``receive``: the client vanishes -> every stream is cancelled (engine work dropped), the sender stops.
+- a stream's ``put_audio``: the client reads slowly -> the stream waits; its engine buffer fills and the
+  engine stops generating for it (bounded memory).
+- the sender's ``send``: the client never reads -> the sender waits; the receiver still answers cancels,
+  whose ``done`` goes out first once the client reads again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import assert_never
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from engine.worker import AudioBudget, EngineWorker, Overloaded, UnknownVoice
+from protocol import (
+    Cancel,
+    ClientFrame,
+    Error,
+    ErrorCode,
+    Hello,
+    ProtocolError,
+    Start,
+    StreamTable,
+    Text,
+    decode_client,
+    encode,
+)
+from server.metrics import Metrics
+from server.outbox import Outbox
+from server.segmenter import SegmenterConfig, SentenceSegmenter
+from server.settings import Settings
+from server.stream import StreamSession
+
+log = logging.getLogger(__name__)
+
+CLOSE_GOING_AWAY = 1001
+
+
+class Connection:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        worker: EngineWorker,
+        settings: Settings,
+        metrics: Metrics,
+        hello: Hello,
+        is_shutting_down: Callable[[], bool],
+    ) -> None:
+        self._ws = websocket
+        self._worker = worker
+        self._settings = settings
+        self._metrics = metrics
+        self._hello = hello
+        self._is_shutting_down = is_shutting_down
+        self._table = StreamTable(settings.max_streams, settings.max_text_bytes)
+        self._streams: dict[str, StreamSession] = {}
+        self._outbox = Outbox(audio_capacity=max(2, settings.max_streams))
+        self._budget = AudioBudget(settings.max_buffered_audio_ms / 1000)
+        self._rates = {v.id: v.sample_rate for v in hello.voices}
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def active_streams(self) -> int:
+        return len(self._streams)
+
+    async def serve(self) -> None:
+        """Run until the client leaves or the server closes the connection."""
+        self._outbox.put_control(encode(self._hello))
+        sender = asyncio.create_task(self._send_loop(), name="voxwire-sender")
+        try:
+            await self._receive_loop()
+        finally:
+            for session in list(self._streams.values()):
+                session.cancel()
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+
+    async def drain(self, grace_s: float) -> None:
+        """Shutdown: let streams finish within ``grace_s``, cancel the rest, flush, close with 1001."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace_s)
+        except TimeoutError:
+            log.warning("shutdown grace over: cancelling %d stream(s)", len(self._streams))
+            for session in list(self._streams.values()):
+                session.cancel()
+        await self._flush()
+        await self._ws.close(CLOSE_GOING_AWAY)
+
+    # -- sending -----------------------------------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        while True:
+            frame = await self._outbox.get()
+            await self._ws.send_bytes(frame)
+
+    async def _flush(self) -> None:
+        """Write what the outbox holds now (used before a server-side close)."""
+        while len(self._outbox):
+            frame = await self._outbox.get()
+            await self._ws.send_bytes(frame)
+
+    def _send_error(self, code: ErrorCode, message: str, stream: str | None = None) -> None:
+        self._metrics.errors.labels(code=str(code)).inc()
+        self._outbox.put_control(encode(Error(code=code, message=message, stream=stream)))
+
+    # -- receiving ---------------------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        while True:
+            try:
+                message = await self._ws.receive()
+            except WebSocketDisconnect:
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            if data is None:
+                data = message.get("text", "")
+            try:
+                self._handle(decode_client(data))
+            except ProtocolError as error:
+                self._reject(error)
+
+    def _reject(self, error: ProtocolError) -> None:
+        session = self._streams.get(error.stream) if error.stream is not None else None
+        if session is not None:
+            # An error tied to an active stream ends that stream (protocol guarantee 5).
+            self._metrics.errors.labels(code=str(error.code)).inc()
+            session.fail(error.code, error.message)
+        else:
+            self._send_error(error.code, error.message, error.stream)
+
+    def _handle(self, frame: ClientFrame) -> None:
+        match frame:
+            case Start():
+                self._start(frame)
+            case Text():
+                self._table.accept_text(frame)
+                self._streams[frame.stream].add_text(frame.text, final=frame.final, flush=frame.flush)
+            case Cancel():
+                if self._table.cancel(frame.stream):
+                    self._metrics.cancels.inc()
+                    self._streams[frame.stream].cancel()
+            case _:
+                assert_never(frame)
+
+    def _start(self, start: Start) -> None:
+        if self._is_shutting_down():
+            raise ProtocolError(ErrorCode.SHUTTING_DOWN, "the server is shutting down; reconnect to another")
+        voice = start.voice or self._worker.default_voice
+        if voice not in self._rates:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_VOICE,
+                f"unknown voice {voice!r}; this server has: {', '.join(sorted(self._rates))}",
+                start.stream,
+            )
+        self._table.open(start)
+        try:
+            engine_stream = self._worker.open_stream(voice, start.speed or 1.0, self._budget)
+        except (Overloaded, UnknownVoice) as error:
+            self._table.finish(start.stream)
+            code = ErrorCode.OVERLOADED if isinstance(error, Overloaded) else ErrorCode.UNKNOWN_VOICE
+            raise ProtocolError(code, str(error), start.stream) from error
+        segmenter = SentenceSegmenter(
+            SegmenterConfig(first_fragment_min_chars=self._settings.first_fragment_chars)
+        )
+        session = StreamSession(
+            start.stream,
+            engine_stream,
+            start.sample_rate or self._rates[voice],
+            self._outbox,
+            segmenter,
+            self._metrics,
+            on_done=self._stream_done,
+        )
+        self._streams[start.stream] = session
+        self._idle.clear()
+        self._metrics.streams_active.inc()
+        session.task = asyncio.create_task(session.run(), name=f"voxwire-stream-{start.stream}")
+
+    def _stream_done(self, session: StreamSession) -> None:
+        if self._streams.get(session.stream_id) is session:
+            del self._streams[session.stream_id]
+            self._table.finish(session.stream_id)
+            self._metrics.streams_active.dec()
+        if not self._streams:
+            self._idle.set()

@@ -1,0 +1,63 @@
+"""Frames waiting to be written to one WebSocket, in two lanes.
+
+Audio (chunks, and the ``done`` that completes a stream, which must follow its chunks) waits in a bounded
+lane: when the client reads slowly, producers wait here and, behind them, the engine pauses. Control frames
+(``error``, and the ``done`` that answers a cancel) jump ahead of all audio, so a cancel is answered at once.
+Audio of a stream that was cancelled or failed is dropped when it reaches the head of the lane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Protocol
+
+
+class Owner(Protocol):
+    @property
+    def dropped(self) -> bool: ...
+
+
+class Outbox:
+    def __init__(self, audio_capacity: int) -> None:
+        if audio_capacity < 1:
+            raise ValueError("audio_capacity must be at least 1")
+        self._capacity = audio_capacity
+        self._control: deque[bytes] = deque()
+        self._audio: deque[tuple[Owner, bytes]] = deque()
+        self._ready = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+
+    def __len__(self) -> int:
+        return len(self._control) + len(self._audio)
+
+    def put_control(self, frame: bytes) -> None:
+        self._control.append(frame)
+        self._ready.set()
+
+    async def put_audio(self, owner: Owner, frame: bytes) -> None:
+        """Wait for room in the audio lane, then queue ``frame`` behind the audio before it."""
+        while len(self._audio) >= self._capacity:
+            self._space.clear()
+            await self._space.wait()
+        self._audio.append((owner, frame))
+        self._ready.set()
+
+    def put_nowait_audio(self, owner: Owner, frame: bytes) -> None:
+        """Queue behind the audio even when the lane is full: for a stream's last ``done`` (one each)."""
+        self._audio.append((owner, frame))
+        self._ready.set()
+
+    async def get(self) -> bytes:
+        """The next frame to write: control first, then audio whose owner was not dropped."""
+        while True:
+            if self._control:
+                return self._control.popleft()
+            while self._audio:
+                owner, frame = self._audio.popleft()
+                self._space.set()
+                if not owner.dropped:
+                    return frame
+            self._ready.clear()
+            await self._ready.wait()

@@ -1,0 +1,49 @@
+"""Run the app under uvicorn, with a shutdown that first lets streams end cleanly.
+
+uvicorn's own shutdown closes every WebSocket with 1012 at once. On SIGTERM voxwire first stops accepting,
+gives open streams ``shutdown_grace_s`` to finish (cancelling the rest), sends ``done`` for every stream,
+closes each connection with 1001, and only then lets uvicorn finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import uvicorn
+
+from server.app import Hub, create_app
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+        super().__init__(config)
+        self._hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # stop accepting before draining
+        await self._hub.drain()
+        await super().shutdown(sockets)
+
+
+def serve(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_frame_bytes,
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+    _DrainingServer(config, app.state.hub).run()

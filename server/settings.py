@@ -1,0 +1,110 @@
+"""Server settings: one typed object, built once from CLI flags and ``VOXWIRE_*`` environment variables.
+
+Precedence: a flag given on the command line, else ``VOXWIRE_<NAME>`` (upper case, e.g. ``VOXWIRE_PORT``),
+else the default below. Nothing deeper in the code reads the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    device: str = "auto"
+    """auto (CUDA when available, else CPU), cpu, or cuda."""
+    dtype: str = "float32"
+    voices: tuple[str, ...] = ("joe",)
+    """Voices to load: "joe" (bundled), a Piper .onnx path, or a local transformers VitsModel directory."""
+    log_level: str = "info"
+
+    max_connections: int = 256
+    max_streams: int = 4
+    """Concurrent streams per connection."""
+    max_text_bytes: int = 64 * 1024
+    """UTF-8 bytes of text per stream."""
+    max_frame_bytes: int = 256 * 1024
+    """A larger incoming WebSocket message closes the connection with 1009."""
+    max_buffered_audio_ms: int = 4000
+    """Audio made but not yet sent, per connection; above it that connection's generation pauses."""
+    max_ahead_ms: int = 2000
+    """How far a stream's audio may run ahead of its playback clock before others go first."""
+    max_batch: int = 8
+    """Most windows (or sentences) in one engine batch."""
+    shutdown_grace_s: float = 10.0
+    """On SIGTERM, streams in progress get this long to finish before they are cancelled."""
+    first_fragment_chars: int = 40
+    tokens: tuple[str, ...] = field(default=(), repr=False)
+    """Accepted auth tokens; empty means no auth."""
+    allowed_origins: tuple[str, ...] = ()
+    """Browser Origins allowed to open a WebSocket; empty means any (set it when serving browsers)."""
+    fault_marker: str | None = None
+    """Test hook: a sentence containing this string makes the engine fail for that stream."""
+
+    @property
+    def max_ahead_s(self) -> float:
+        return self.max_ahead_ms / 1000
+
+
+_LIST_FIELDS = {"voices", "tokens", "allowed_origins"}
+_HIDDEN = {"fault_marker"}
+
+
+def _convert(name: str, raw: str) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    if name in _LIST_FIELDS:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    return raw
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per setting; defaults stay None so that the environment can fill the gaps."""
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name in _HIDDEN:
+            parser.add_argument(flag, dest=f.name, default=None, help=argparse.SUPPRESS)
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        if f.name == "tokens":
+            shown = "none"
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            default=None,
+            metavar=f.name.upper(),
+            help=f"env VOXWIRE_{f.name.upper()}; default: {shown}",
+        )
+
+
+def build_settings(args: argparse.Namespace | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Flags first, then ``VOXWIRE_*`` variables, then defaults; raises ValueError on a bad value."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = getattr(args, f.name, None) if args is not None else None
+        if raw is None:
+            raw = environ.get(f"VOXWIRE_{f.name.upper()}")
+        if raw is None:
+            continue
+        try:
+            values[f.name] = _convert(f.name, raw)
+        except ValueError as error:
+            raise ValueError(f"bad value for {f.name}: {raw!r}") from error
+    settings = Settings(**values)
+    if settings.device not in {"auto", "cpu", "cuda"} and not settings.device.startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {settings.device!r}")
+    if settings.dtype not in {"float32", "bfloat16", "bf16"}:
+        raise ValueError(f"dtype must be float32 or bf16, got {settings.dtype!r}")
+    return settings

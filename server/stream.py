@@ -1,0 +1,169 @@
+"""One stream (utterance) on a connection: text in, sentences to the engine, chunks out in order.
+
+The receiver calls ``add_text``/``cancel``; ``run`` is the stream's own task, which reads the engine's audio,
+resamples it to the stream's rate, and queues ``chunk`` frames, then exactly one ``done``. ``cancel`` and
+failures send ``done`` on the outbox's control lane at once and drop whatever audio of the stream is queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+
+from engine.worker import EngineError, EngineStream
+from protocol import Chunk, Done, DoneReason, Error, ErrorCode, encode
+from server.metrics import Metrics
+from server.outbox import Outbox
+from server.segmenter import SentenceSegmenter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamCounters:
+    chars: int = 0
+    chunks: int = 0
+    samples: int = 0
+    first_text_at: float | None = None
+    ttfa_s: float | None = None
+
+
+class StreamSession:
+    def __init__(
+        self,
+        stream_id: str,
+        engine_stream: EngineStream,
+        sample_rate: int,
+        outbox: Outbox,
+        segmenter: SentenceSegmenter,
+        metrics: Metrics,
+        on_done: Callable[[StreamSession], None],
+    ) -> None:
+        self.stream_id = stream_id
+        self.sample_rate = sample_rate
+        self._engine = engine_stream
+        self._outbox = outbox
+        self._segmenter = segmenter
+        self._metrics = metrics
+        self._on_done = on_done
+        self._resampler = (
+            None
+            if sample_rate == engine_stream.sample_rate
+            else soxr.ResampleStream(engine_stream.sample_rate, sample_rate, 1, dtype="int16", quality="HQ")
+        )
+        self.counters = StreamCounters()
+        self.dropped = False
+        """True once cancelled or failed: queued chunks of this stream are not sent."""
+        self.finished = False
+        self.task: asyncio.Task[None] | None = None
+
+    # -- receiver side -----------------------------------------------------------------------------------
+
+    def add_text(self, text: str, *, final: bool, flush: bool) -> None:
+        if self.finished:
+            return
+        if self.counters.first_text_at is None and text:
+            self.counters.first_text_at = time.perf_counter()
+        self.counters.chars += len(text)
+        segments = self._segmenter.push(text)
+        if flush or final:
+            segments += self._segmenter.flush()
+        for segment in segments:
+            self._engine.add_text(segment)
+        if final:
+            self._engine.end_input()
+
+    def cancel(self, reason: DoneReason = DoneReason.CANCELLED) -> None:
+        """Stop now: drop queued engine work and audio, answer ``done`` without waiting for the engine."""
+        if self.finished:
+            return
+        self.dropped = True
+        self._engine.cancel()
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
+        self._finish(reason, control=True)
+
+    def fail(self, code: ErrorCode, message: str) -> None:
+        """An error tied to this stream: an ``error`` frame, then ``done`` with reason ``error``."""
+        if self.finished:
+            return
+        self._outbox.put_control(encode(Error(code=code, message=message, stream=self.stream_id)))
+        self._metrics.errors.labels(code=str(code)).inc()
+        self.cancel(DoneReason.ERROR)
+
+    # -- the stream's task --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._metrics.stream_tasks.inc()
+        try:
+            while (pcm := await self._engine.read()) is not None:
+                await self._send_audio(self._resample(pcm, last=False))
+            await self._send_audio(self._resample(np.zeros(0, np.int16), last=True))
+            self._finish(DoneReason.COMPLETE, control=False)
+        except EngineError as error:
+            log.error("stream %s: engine failed: %s", self.stream_id, error)
+            self.fail(ErrorCode.INTERNAL, "speech synthesis failed for this stream; the stream was ended")
+        except Exception:
+            log.exception("stream %s: unexpected failure", self.stream_id)
+            self.fail(ErrorCode.INTERNAL, "the server failed on this stream; the stream was ended")
+        finally:
+            self._metrics.stream_tasks.dec()
+
+    def _resample(self, pcm: np.ndarray, *, last: bool) -> np.ndarray:
+        if self._resampler is None:
+            return pcm
+        return self._resampler.resample_chunk(pcm, last=last)
+
+    async def _send_audio(self, pcm: np.ndarray) -> None:
+        if len(pcm) == 0:
+            return
+        counters = self.counters
+        frame = Chunk(
+            stream=self.stream_id,
+            seq=counters.chunks,
+            offset=counters.samples,
+            sample_rate=self.sample_rate,
+            audio=pcm.astype("<i2", copy=False).tobytes(),
+        )
+        counters.chunks += 1
+        counters.samples += len(pcm)
+        if counters.ttfa_s is None and counters.first_text_at is not None:
+            counters.ttfa_s = time.perf_counter() - counters.first_text_at
+            self._metrics.first_audio.observe(counters.ttfa_s)
+        self._metrics.audio_seconds.inc(len(pcm) / self.sample_rate)
+        await self._outbox.put_audio(self, encode(frame))
+
+    def _finish(self, reason: DoneReason, *, control: bool) -> None:
+        self.finished = True
+        counters = self.counters
+        ttfa_ms = None if counters.ttfa_s is None else round(counters.ttfa_s * 1000, 1)
+        done = encode(
+            Done(
+                stream=self.stream_id,
+                reason=reason,
+                chunks=counters.chunks,
+                samples=counters.samples,
+                ttfa_ms=ttfa_ms,
+            )
+        )
+        if control:
+            self._outbox.put_control(done)
+        else:
+            self._outbox.put_nowait_audio(self, done)
+        log.info(
+            "stream end id=%s reason=%s chars=%d chunks=%d audio_s=%.2f ttfa_ms=%s",
+            self.stream_id,
+            reason,
+            counters.chars,
+            counters.chunks,
+            counters.samples / self.sample_rate,
+            ttfa_ms,
+        )
+        self._metrics.streams_total.labels(reason=str(reason)).inc()
+        self._on_done(self)
