@@ -1,0 +1,186 @@
+"""The streams of one connection, as a small explicit state machine.
+
+Each stream id moves through::
+
+    (unknown) --start--> OPEN --text(final) or cancel--> ENDED_INPUT --finish--> DONE --start--> OPEN ...
+                         OPEN --finish--> DONE   (the server ends a stream early: error, shutdown)
+
+``OPEN`` accepts text; ``ENDED_INPUT`` has all its text (``final`` came, or ``cancel``) and may still be
+speaking; ``DONE`` means its ``done`` frame was sent. Every legal move is in ``_MOVES`` and every refused one,
+with its error code, in ``_REFUSALS``; a refused move raises ``ProtocolError`` naming the stream and its phase
+and changes nothing, so the caller decides what follows (the spec ends an active stream that an error is
+tied to with ``done`` reason ``error``, through ``finish``).
+
+Memory is bounded: at most ``max_streams`` active streams, and the ids of at most ``remember_ended`` ended
+streams, oldest forgotten first, kept so that a ``cancel`` racing with ``done`` is ignored (spec guarantee 3).
+A forgotten id is unknown again.
+"""
+
+import enum
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .errors import ErrorCode, ProtocolError
+from .frames import Start, Text
+
+
+class StreamPhase(enum.StrEnum):
+    OPEN = "open"
+    """Started, accepting text."""
+    ENDED_INPUT = "ended_input"
+    """All text received (``final`` or ``cancel``); still speaking until ``finish``."""
+    DONE = "done"
+    """Ended and its ``done`` sent; the id may start a new stream."""
+
+
+class _Event(enum.Enum):
+    START = "start"
+    TEXT = "text"
+    FINAL_TEXT = "final text"
+    CANCEL = "cancel"
+    FINISH = "finish"
+
+
+_UNKNOWN = None  # the phase of an id this table does not know (never started, or forgotten)
+_OPEN, _ENDED_INPUT, _DONE = StreamPhase.OPEN, StreamPhase.ENDED_INPUT, StreamPhase.DONE
+
+_MOVES: dict[tuple[StreamPhase | None, _Event], StreamPhase] = {
+    (_UNKNOWN, _Event.START): _OPEN,
+    (_DONE, _Event.START): _OPEN,
+    (_OPEN, _Event.TEXT): _OPEN,
+    (_OPEN, _Event.FINAL_TEXT): _ENDED_INPUT,
+    (_OPEN, _Event.CANCEL): _ENDED_INPUT,
+    (_ENDED_INPUT, _Event.CANCEL): _ENDED_INPUT,
+    (_DONE, _Event.CANCEL): _DONE,
+    (_OPEN, _Event.FINISH): _DONE,
+    (_ENDED_INPUT, _Event.FINISH): _DONE,
+}
+
+_STILL_ACTIVE = "it is still active; wait for its done before using the id again"
+_NOT_STARTED = "no stream has this id on this connection; send start first"
+_INPUT_ENDED = "its input has ended (final text or cancel received); start a new stream for more text"
+_OVER = "it is over; start it again to send more text"
+_NOT_ACTIVE = "only an active stream can finish; the server ended it twice or never started it"
+
+_REFUSALS: dict[tuple[StreamPhase | None, _Event], tuple[ErrorCode, str]] = {
+    (_OPEN, _Event.START): (ErrorCode.STREAM_EXISTS, _STILL_ACTIVE),
+    (_ENDED_INPUT, _Event.START): (ErrorCode.STREAM_EXISTS, _STILL_ACTIVE),
+    (_UNKNOWN, _Event.TEXT): (ErrorCode.UNKNOWN_STREAM, _NOT_STARTED),
+    (_UNKNOWN, _Event.FINAL_TEXT): (ErrorCode.UNKNOWN_STREAM, _NOT_STARTED),
+    (_ENDED_INPUT, _Event.TEXT): (ErrorCode.STREAM_CLOSED, _INPUT_ENDED),
+    (_ENDED_INPUT, _Event.FINAL_TEXT): (ErrorCode.STREAM_CLOSED, _INPUT_ENDED),
+    (_DONE, _Event.TEXT): (ErrorCode.STREAM_CLOSED, _OVER),
+    (_DONE, _Event.FINAL_TEXT): (ErrorCode.STREAM_CLOSED, _OVER),
+    (_UNKNOWN, _Event.CANCEL): (ErrorCode.UNKNOWN_STREAM, _NOT_STARTED),
+    (_UNKNOWN, _Event.FINISH): (ErrorCode.INTERNAL, _NOT_ACTIVE),
+    (_DONE, _Event.FINISH): (ErrorCode.INTERNAL, _NOT_ACTIVE),
+}
+
+
+@dataclass(slots=True)
+class _Stream:
+    phase: StreamPhase
+    text_bytes: int = 0
+    cancelled: bool = False
+
+
+class StreamTable:
+    """The streams of one connection: which ids are active, in which phase, and what they may do next."""
+
+    def __init__(self, max_streams: int, max_text_bytes: int, remember_ended: int = 1024) -> None:
+        if max_streams < 1 or max_text_bytes < 1 or remember_ended < 0:
+            raise ValueError(
+                "StreamTable needs max_streams >= 1, max_text_bytes >= 1 and remember_ended >= 0, got "
+                f"{max_streams}, {max_text_bytes} and {remember_ended}"
+            )
+        self.max_streams = max_streams
+        self.max_text_bytes = max_text_bytes
+        self.remember_ended = remember_ended
+        self._active: dict[str, _Stream] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()
+
+    def open(self, start: Start) -> None:
+        """Start a stream: ``stream_exists`` while its id is active, ``too_many_streams`` at the cap."""
+        stream = start.stream
+        self._move(stream, _Event.START)
+        if len(self._active) >= self.max_streams:
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_STREAMS,
+                f"start refused for stream {stream!r}: this connection already has {len(self._active)} "
+                "active streams, its limit (max_streams); wait for a done before starting another",
+                stream,
+            )
+        self._ended.pop(stream, None)
+        self._active[stream] = _Stream(_OPEN)
+
+    def accept_text(self, text: Text) -> None:
+        """Take ``text`` for its stream; ``final`` ends the stream's input.
+
+        Refused with ``unknown_stream`` for an id never started, ``stream_closed`` once the input has ended,
+        and ``text_too_long`` when the stream's text would pass ``max_text_bytes`` UTF-8 bytes in all.
+        """
+        stream = text.stream
+        event = _Event.FINAL_TEXT if text.final else _Event.TEXT
+        phase = self._move(stream, event)
+        record = self._active[stream]
+        # surrogatepass: a lone surrogate (possible only in a Text built in Python) counts, never raises.
+        text_bytes = record.text_bytes + len(text.text.encode("utf-8", "surrogatepass"))
+        if text_bytes > self.max_text_bytes:
+            raise ProtocolError(
+                ErrorCode.TEXT_TOO_LONG,
+                f"text refused for stream {stream!r}: its text would be {text_bytes} UTF-8 bytes, over the "
+                f"limit of {self.max_text_bytes} (max_text_bytes); send the rest in another stream",
+                stream,
+            )
+        record.text_bytes = text_bytes
+        record.phase = phase
+
+    def cancel(self, stream: str) -> bool:
+        """Whether the caller must cancel ``stream`` now and answer with ``done`` reason ``cancelled``.
+
+        True once for an active stream, which moves to ``ENDED_INPUT``. False, to be ignored silently, for a
+        stream already cancelled or recently ended (spec guarantee 3). ``unknown_stream`` for an unknown id.
+        """
+        phase = self._move(stream, _Event.CANCEL)
+        record = self._active.get(stream)
+        if record is None or record.cancelled:
+            return False
+        record.cancelled = True
+        record.phase = phase
+        return True
+
+    def finish(self, stream: str) -> None:
+        """Record that ``stream``'s ``done`` is sent: it is no longer active and its id may start again."""
+        self._move(stream, _Event.FINISH)
+        del self._active[stream]
+        self._ended[stream] = None
+        if len(self._ended) > self.remember_ended:
+            self._ended.popitem(last=False)
+
+    def phase(self, stream: str) -> StreamPhase | None:
+        """The phase of ``stream``, or None for an id never started here or long forgotten."""
+        record = self._active.get(stream)
+        if record is not None:
+            return record.phase
+        return _DONE if stream in self._ended else _UNKNOWN
+
+    @property
+    def active(self) -> list[str]:
+        """The ids of the active (``OPEN`` or ``ENDED_INPUT``) streams, oldest first."""
+        return list(self._active)
+
+    def __len__(self) -> int:
+        return len(self._active)
+
+    def _move(self, stream: str, event: _Event) -> StreamPhase:
+        """The phase ``event`` takes ``stream`` to, or ``ProtocolError`` if it is refused there."""
+        phase = self.phase(stream)
+        next_phase = _MOVES.get((phase, event))
+        if next_phase is not None:
+            return next_phase
+        code, reason = _REFUSALS[phase, event]
+        raise ProtocolError(
+            code,
+            f"{event.value} refused for stream {stream!r} (phase {phase or 'unknown'}): {reason}",
+            stream,
+        )
