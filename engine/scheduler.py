@@ -67,6 +67,7 @@ class StreamWork:
     segments: deque[object] = field(default_factory=deque)
     windows: deque[object] = field(default_factory=deque)
     sentences_in_flight: int = 0
+    windows_in_flight: int = 0
     first_audio_at: float | None = None
     produced_samples: int = 0
     cancelled: bool = False
@@ -82,7 +83,13 @@ class StreamWork:
         return self.first_audio_at + self.produced_samples / self.sample_rate
 
     def idle(self) -> bool:
-        return not self.segments and not self.windows and self.sentences_in_flight == 0
+        """Nothing queued and nothing in flight: once input has ended, the stream is complete."""
+        return (
+            not self.segments
+            and not self.windows
+            and self.sentences_in_flight == 0
+            and self.windows_in_flight == 0
+        )
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,7 @@ class Scheduler:
             stream.windows.extend(windows)
 
     def window_done(self, stream: StreamWork, samples: int, now: float) -> None:
+        stream.windows_in_flight -= 1
         if stream.cancelled:
             return
         if stream.first_audio_at is None:
@@ -227,6 +235,7 @@ class Scheduler:
                 if len(items) == self.config.max_batch_windows:
                     break
                 items.append((stream, stream.windows.popleft()))
+                stream.windows_in_flight += 1
                 if stream.windows and not stream.started:
                     continue  # one first window is enough to get audio out
                 if stream.windows and stream.deadline() - now + self._queued_ahead(stream, items) < (

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from engine.latent import Latent, SynthesisParams
 from engine.scheduler import Scheduler, SchedulerConfig, StreamWork, WorkKind
-from engine.voice import Latent, SynthesisParams, Voice, VoiceInfo, WindowSpec, plan_windows
+from engine.voice import Voice, VoiceInfo
+from engine.windows import WindowSpec, plan_windows
 
 log = logging.getLogger(__name__)
 
@@ -342,6 +344,8 @@ class EngineWorker:
                 half = len(items) // 2
                 return self._run_windows(voice_id, items[:half]) + self._run_windows(voice_id, items[half:])
             log.exception("window decode failed for engine stream %d", items[0][0].key)
+            with self._cond:
+                items[0][0].windows_in_flight -= 1
             self._fail(items[0][0], error)
             return 0.0
         now = self._clock()

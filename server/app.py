@@ -10,11 +10,11 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
 
-from engine.voice import load_voice
+import torch
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
+from engine.loader import load_voice
 from engine.scheduler import SchedulerConfig, WorkKind
 from engine.worker import EngineWorker
 from protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Error, ErrorCode, Hello, Limits, VoiceInfo, encode
@@ -47,17 +48,29 @@ class Hub:
         self.hello: Hello | None = None
         self.connections: set[Connection] = set()
         self.shutting_down = False
+        self.on_fatal: Callable[[], None] | None = None
+        """Called when the server cannot serve at all (a voice failed to load); ``run`` exits non-zero."""
         self._load_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._load_task = asyncio.create_task(self._load(), name="voxwire-load-voices")
+        self._load_task = asyncio.create_task(self._load_or_die(), name="voxwire-load-voices")
+
+    async def _load_or_die(self) -> None:
+        try:
+            await self._load()
+        except Exception:
+            log.exception("could not load the voices %s; shutting down", ", ".join(self.settings.voices))
+            if self.on_fatal is not None:
+                self.on_fatal()
+            raise
 
     async def _load(self) -> None:
         settings = self.settings
         voices = []
+        dtype = torch.bfloat16 if settings.dtype in {"bf16", "bfloat16"} else torch.float32
         for spec in settings.voices:
             log.info("loading voice %s on device %s", spec, settings.device)
-            voices.append(await asyncio.to_thread(load_voice, spec, settings.device))
+            voices.append(await asyncio.to_thread(load_voice, spec, settings.device, dtype))
         config = SchedulerConfig(
             max_batch_windows=settings.max_batch,
             max_batch_sentences=settings.max_batch,

@@ -39,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             print(f"voxwire serve: {error}", file=sys.stderr)
             return 2
-        serve(settings)
-        return 0
+        return serve(settings)
     from engine.say import say
 
     say(args.text, args.output, voice=args.voice, device=args.device, stream=args.stream)

@@ -17,6 +17,9 @@ class Owner(Protocol):
     @property
     def dropped(self) -> bool: ...
 
+    def sent(self, samples: int) -> None:
+        """Called as a chunk of ``samples`` leaves the outbox for the socket."""
+
 
 class Outbox:
     def __init__(self, audio_capacity: int) -> None:
@@ -24,7 +27,7 @@ class Outbox:
             raise ValueError("audio_capacity must be at least 1")
         self._capacity = audio_capacity
         self._control: deque[bytes] = deque()
-        self._audio: deque[tuple[Owner, bytes]] = deque()
+        self._audio: deque[tuple[Owner, bytes, int | None]] = deque()
         self._ready = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
@@ -36,17 +39,17 @@ class Outbox:
         self._control.append(frame)
         self._ready.set()
 
-    async def put_audio(self, owner: Owner, frame: bytes) -> None:
-        """Wait for room in the audio lane, then queue ``frame`` behind the audio before it."""
+    async def put_audio(self, owner: Owner, frame: bytes, samples: int) -> None:
+        """Wait for room in the audio lane, then queue a chunk behind the audio before it."""
         while len(self._audio) >= self._capacity:
             self._space.clear()
             await self._space.wait()
-        self._audio.append((owner, frame))
+        self._audio.append((owner, frame, samples))
         self._ready.set()
 
     def put_nowait_audio(self, owner: Owner, frame: bytes) -> None:
         """Queue behind the audio even when the lane is full: for a stream's last ``done`` (one each)."""
-        self._audio.append((owner, frame))
+        self._audio.append((owner, frame, None))
         self._ready.set()
 
     async def get(self) -> bytes:
@@ -55,9 +58,11 @@ class Outbox:
             if self._control:
                 return self._control.popleft()
             while self._audio:
-                owner, frame = self._audio.popleft()
+                owner, frame, samples = self._audio.popleft()
                 self._space.set()
                 if not owner.dropped:
+                    if samples is not None:
+                        owner.sent(samples)
                     return frame
             self._ready.clear()
             await self._ready.wait()

@@ -8,6 +8,7 @@ closes each connection with 1001, and only then lets uvicorn finish.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 
 import uvicorn
@@ -30,7 +31,8 @@ class _DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit code (1 if the voices could not be loaded)."""
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -46,4 +48,20 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=5,
         lifespan="on",
     )
-    _DrainingServer(config, app.state.hub).run()
+    hub: Hub = app.state.hub
+    server = _DrainingServer(config, hub)
+    failed = False
+
+    def fatal() -> None:
+        nonlocal failed
+        failed = True
+        server.should_exit = True
+
+    hub.on_fatal = fatal
+    # uvicorn re-raises the signal that stopped it once it is done, which would turn a clean drain into
+    # death by SIGTERM (exit status 143). After a drain, voxwire exits 0: the handlers uvicorn restores
+    # before re-raising are these no-ops.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
+    server.run()
+    return 1 if failed else 0

@@ -29,7 +29,11 @@ log = logging.getLogger(__name__)
 class StreamCounters:
     chars: int = 0
     chunks: int = 0
+    """Chunks made (seq of the next chunk)."""
     samples: int = 0
+    """Samples made (offset of the next chunk)."""
+    sent_chunks: int = 0
+    sent_samples: int = 0
     first_text_at: float | None = None
     ttfa_s: float | None = None
 
@@ -137,20 +141,23 @@ class StreamSession:
             counters.ttfa_s = time.perf_counter() - counters.first_text_at
             self._metrics.first_audio.observe(counters.ttfa_s)
         self._metrics.audio_seconds.inc(len(pcm) / self.sample_rate)
-        await self._outbox.put_audio(self, encode(frame))
+        await self._outbox.put_audio(self, encode(frame), len(pcm))
+
+    def sent(self, samples: int) -> None:
+        self.counters.sent_chunks += 1
+        self.counters.sent_samples += samples
 
     def _finish(self, reason: DoneReason, *, control: bool) -> None:
         self.finished = True
         counters = self.counters
         ttfa_ms = None if counters.ttfa_s is None else round(counters.ttfa_s * 1000, 1)
+        # A completed stream's done follows all its chunks; a cancelled one's overtakes the queued chunks,
+        # which are dropped, so it counts only what has left for the socket.
+        chunks, samples = (
+            (counters.sent_chunks, counters.sent_samples) if control else (counters.chunks, counters.samples)
+        )
         done = encode(
-            Done(
-                stream=self.stream_id,
-                reason=reason,
-                chunks=counters.chunks,
-                samples=counters.samples,
-                ttfa_ms=ttfa_ms,
-            )
+            Done(stream=self.stream_id, reason=reason, chunks=chunks, samples=samples, ttfa_ms=ttfa_ms)
         )
         if control:
             self._outbox.put_control(done)
@@ -161,8 +168,8 @@ class StreamSession:
             self.stream_id,
             reason,
             counters.chars,
-            counters.chunks,
-            counters.samples / self.sample_rate,
+            chunks,
+            samples / self.sample_rate,
             ttfa_ms,
         )
         self._metrics.streams_total.labels(reason=str(reason)).inc()

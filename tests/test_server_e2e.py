@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 
 import msgpack
 import numpy as np
@@ -49,7 +50,7 @@ async def test_hello_comes_first_and_describes_the_server(live_server: ServerPro
     hello = client.hello
     assert hello.protocol == 1
     assert hello.server.startswith("voxwire/")
-    assert [v.id for v in hello.voices] == ["joe"]
+    assert [v.id for v in hello.voices] == ["en_US-joe-medium"]
     assert hello.voices[0].sample_rate == 22050
     assert 22050 in hello.sample_rates
     assert (
@@ -164,6 +165,7 @@ async def test_cancel_mid_stream_is_answered_promptly_and_nothing_follows(live_s
     await speak(client, "long", "Short one.")
     again = await client.until_done("long")
     assert again.done is not None and again.done.reason == "complete"
+    assert_contiguous(again)
     await client.close()
     wait_until(lambda: engine_idle(live_server), what="engine work of the cancelled stream to be dropped")
 
@@ -281,20 +283,25 @@ async def test_client_vanishing_mid_stream_frees_its_work(live_server: ServerPro
     wait_until(lambda: engine_idle(live_server), what="server counters back to zero")
 
 
-async def test_a_client_that_never_reads_is_held_to_its_buffer(live_server: ServerProcess) -> None:
-    # max_queue=1 and a tiny read limit: the client library stops reading the socket almost at once.
-    client = await Client.open(live_server.ws_url, max_queue=1, read_limit=1024)
-    before = live_server.metrics()["voxwire_audio_seconds_total"]
-    await speak(client, "slow", LONG_TEXT + " " + LONG_TEXT)
-    wait_until(lambda: live_server.metrics()["voxwire_engine_paused_streams"] >= 1, what="backpressure")
-    sent = live_server.metrics()["voxwire_audio_seconds_total"] - before
-    assert sent < 20.0  # the whole text is about a minute of audio; only the buffer's worth was made
-    # Reading again releases it and nothing is lost.
-    result = await client.until_done("slow")
-    assert result.done is not None and result.done.reason == "complete"
-    assert_contiguous(result)
-    assert result.done.samples / 22050 > 30
-    await client.close()
+async def test_a_client_that_never_reads_is_held_to_its_buffer() -> None:
+    # Look-ahead unbounded, so the engine runs as fast as it can and only backpressure can stop it.
+    with ServerProcess("--max-ahead-ms", "1000000", "--max-buffered-audio-ms", "3000") as server:
+        # A small receive buffer and max_queue=1: the client stops reading the socket almost at once.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        client = await Client.open(server.ws_url, sock=sock, max_queue=1)
+        text = " ".join([LONG_TEXT] * 4)  # about two minutes of speech
+        await speak(client, "slow", text, sample_rate=48000)
+        wait_until(lambda: server.metrics()["voxwire_engine_paused_streams"] >= 1, what="backpressure")
+        made = server.metrics()["voxwire_audio_seconds_total"]
+        assert made < 90.0  # the socket buffers' worth plus the limit, not the whole reply
+        # Reading again releases it and nothing is lost.
+        result = await client.until_done("slow")
+        assert result.done is not None and result.done.reason == "complete"
+        assert_contiguous(result)
+        assert result.done.samples / 48000 > 60.0
+        await client.close()
 
 
 async def test_oversized_frame_closes_with_1009(live_server: ServerProcess) -> None:
@@ -323,6 +330,9 @@ async def test_connection_limit_overloaded_and_sigterm_drains() -> None:
         await speak(first, "last", LONG_TEXT)
         await first.until(lambda f: isinstance(f, Chunk))
         server.signal(signal.SIGTERM)
+        wait_until(
+            lambda: http_status(server.http_url + "/health") != 200, what="the server to stop accepting"
+        )
         await first.send(Start(stream="late"))
         error = await first.error()
         assert error.code == ErrorCode.SHUTTING_DOWN

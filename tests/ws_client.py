@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
-from protocol import Chunk, ClientFrame, Done, Error, Hello, ServerFrame, decode_server, encode
+from protocol import Chunk, ClientFrame, Done, Error, Hello, ServerFrame, Start, decode_server, encode
 
 RECV_TIMEOUT_S = 120.0
 
@@ -45,6 +46,9 @@ class Client:
         return cls(ws, hello)
 
     async def send(self, frame: ClientFrame) -> None:
+        if isinstance(frame, Start):
+            # A reused id starts a fresh result; a stray chunk of the old stream would break its seq order.
+            self.results[frame.stream] = StreamResult()
         await self.ws.send(encode(frame))
 
     async def recv(self) -> ServerFrame:
@@ -115,3 +119,5 @@ def http_status(url: str) -> int:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
+    except OSError:
+        return 0  # refused: nothing listens
