@@ -93,6 +93,7 @@ class EngineStream:
         self.sample_rate = work.sample_rate
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._input_ended = False
+        self._end_posted = False
         self._closed = False
 
     @property
@@ -107,8 +108,7 @@ class EngineStream:
 
     def end_input(self) -> None:
         """No more text: the stream ends once everything queued is spoken."""
-        self._input_ended = True
-        self._worker._maybe_finish(self)
+        self._worker._end_input(self)
 
     def cancel(self) -> None:
         """Drop queued work now; a batch in flight finishes but its output for this stream is discarded."""
@@ -259,12 +259,22 @@ class EngineWorker:
         with self._cond:
             self._cond.notify()
 
-    def _maybe_finish(self, stream: EngineStream) -> None:
-        """Called on the loop thread: end the stream once its input ended and no work is left."""
+    def _end_input(self, stream: EngineStream) -> None:
         with self._cond:
-            finished = stream._input_ended and stream._work.idle() and not stream._work.cancelled
-        if finished:
-            stream._deliver(_END)
+            stream._input_ended = True
+            self._post_end_if_finished(stream._work)
+
+    def _post_end_if_finished(self, work: StreamWork) -> None:
+        """With the lock held: post the end marker once input has ended and no work is queued or in flight.
+
+        Audio and the end marker both go through ``call_soon_threadsafe`` while the lock is held, so the
+        loop receives them in the order the scheduler saw them: the end never overtakes audio.
+        """
+        stream = self._streams.get(work.key)
+        if stream is None or stream._end_posted or not stream._input_ended or not work.idle():
+            return
+        stream._end_posted = True
+        self._post(work, _END)
 
     # -- the worker thread -----------------------------------------------------------------------------
 
@@ -308,9 +318,8 @@ class EngineWorker:
         with self._cond:
             for (stream, _), jobs in zip(items, windows, strict=True):
                 self._scheduler.sentence_done(stream, jobs)
+                self._post_end_if_finished(stream)
             self._cond.notify()
-        for stream, _ in items:
-            self._post_check_finished(stream)
 
     def _encode(self, voice: Voice, items: list[tuple[StreamWork, object]]) -> list[list[WindowJob]]:
         ids: list[list[int]] = []
@@ -331,8 +340,13 @@ class EngineWorker:
         if not ids:
             return jobs
         for owner, latent in zip(owners, voice.encode(ids, params), strict=True):
-            for spec in plan_windows(latent.frames):
-                jobs[owner].append(WindowJob(latent, spec, (spec.end - spec.start) * voice.hop_length))
+            stream = items[owner][0]
+            # Only a stream's very first window is small (sooner first audio); later sentences use steady
+            # windows, which decode more audio per step.
+            first_of_stream = not stream.started and not stream.windows and not jobs[owner]
+            plan = plan_windows(latent.frames) if first_of_stream else plan_windows(latent.frames, first=64)
+            for spec in plan:
+                jobs[owner].append(WindowJob(latent, spec, spec.frames * voice.hop_length))
         return jobs
 
     def _run_windows(self, voice_id: str, items: list[tuple[StreamWork, object]]) -> float:
@@ -354,10 +368,9 @@ class EngineWorker:
             for (stream, _), block in zip(items, pcm, strict=True):
                 self._scheduler.window_done(stream, len(block), now)
                 audio_s += len(block) / stream.sample_rate
-        for (stream, _), block in zip(items, pcm, strict=True):
-            self._post(stream, block)
-        for stream, _ in items:
-            self._post_check_finished(stream)
+                self._post(stream, block)
+            for stream, _ in items:
+                self._post_end_if_finished(stream)
         return audio_s
 
     def _post(self, work: StreamWork, item: object) -> None:
@@ -365,12 +378,7 @@ class EngineWorker:
         if stream is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(stream._deliver, item)
 
-    def _post_check_finished(self, work: StreamWork) -> None:
-        stream = self._streams.get(work.key)
-        if stream is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._maybe_finish, stream)
-
     def _fail(self, work: StreamWork, error: Exception) -> None:
         with self._cond:
             self._scheduler.remove_stream(work.key)
-        self._post(work, EngineError(f"synthesis failed: {type(error).__name__}"))
+            self._post(work, EngineError(f"synthesis failed: {type(error).__name__}"))

@@ -71,10 +71,11 @@ class ServerProcess:
 
     def _read_output(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.log.append(line.rstrip())
-            if READY_LINE in line:
-                self._ready.set()
+        with self.proc.stdout:
+            for line in self.proc.stdout:
+                self.log.append(line.rstrip())
+                if READY_LINE in line:
+                    self._ready.set()
         self._ready.set()  # the process ended: wake start() so it can report
 
     def metrics(self) -> dict[str, float]:

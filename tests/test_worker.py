@@ -1,0 +1,170 @@
+"""The engine worker with a fake voice (a test double for the model): ordering, end of stream, cancel,
+failure isolation and out-of-memory splitting. The real voice runs through it in tests/test_server_e2e.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import torch
+
+from engine.latent import Latent, SynthesisParams
+from engine.scheduler import SchedulerConfig
+from engine.voice import VoiceInfo
+from engine.windows import WindowSpec
+from engine.worker import AudioBudget, EngineError, EngineWorker, Overloaded, UnknownVoice
+
+HOP = 4
+
+
+class FakeVoice:
+    """Each word becomes 10 latent frames whose values encode (word, frame), so order is checkable."""
+
+    def __init__(self, fail_word: str | None = None, max_batch: int | None = None) -> None:
+        self.info = VoiceInfo("fake", "xx", 1000)
+        self.default_params = SynthesisParams(0.0, 0.0, 1.0)
+        self.hop_length = HOP
+        self.fail_word = fail_word
+        self.max_batch = max_batch
+        self.window_batches: list[int] = []
+
+    def phonemize(self, text: str) -> list[list[int]]:
+        return [[hash(w) % 1000 for w in text.split()]] if text.strip() else []
+
+    def encode(self, ids: list[list[int]], params: list[SynthesisParams]) -> list[Latent]:
+        latents = []
+        for sentence in ids:
+            frames = torch.arange(10 * len(sentence), dtype=torch.float32)
+            z = frames.expand(2, -1).clone()
+            z[1] = torch.tensor([float(i) for i in sentence]).repeat_interleave(10)
+            latents.append(Latent(z=z, durations=torch.full((len(sentence),), 10)))
+        return latents
+
+    def decode_windows(self, jobs: list[tuple[Latent, WindowSpec]]) -> list[np.ndarray]:
+        self.window_batches.append(len(jobs))
+        if self.max_batch is not None and len(jobs) > self.max_batch:
+            raise torch.cuda.OutOfMemoryError("fake OOM")
+        out = []
+        for latent, spec in jobs:
+            if self.fail_word is not None and float(hash(self.fail_word) % 1000) in latent.z[1].tolist():
+                raise RuntimeError("poisoned window")
+            frames = latent.z[0, spec.start : spec.end].numpy().astype(np.int16)
+            out.append(np.repeat(frames, HOP))
+        return out
+
+
+async def read_all(stream) -> np.ndarray:  # type: ignore[no-untyped-def]
+    blocks = []
+    while (block := await stream.read()) is not None:
+        blocks.append(block)
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.int16)
+
+
+def expected_frames(words: int) -> np.ndarray:
+    return np.repeat(np.arange(10 * words, dtype=np.int16), HOP)
+
+
+async def started(voice: FakeVoice, **config: object) -> EngineWorker:
+    worker = EngineWorker([voice], SchedulerConfig(**config))  # type: ignore[list-item, arg-type]
+    worker.start()
+    return worker
+
+
+async def test_audio_comes_in_order_and_the_stream_ends_after_the_last_window() -> None:
+    worker = await started(FakeVoice(), max_ahead_s=1e9)
+    stream = worker.open_stream()
+    stream.add_text("one two three four five six seven")  # 70 frames: windows 32 + 38
+    stream.add_text("eight nine")
+    stream.end_input()
+    audio = await read_all(stream)
+    expected = np.concatenate([expected_frames(7), expected_frames(2)])
+    np.testing.assert_array_equal(audio, expected)
+    await worker.stop()
+
+
+async def test_empty_input_ends_with_no_audio() -> None:
+    worker = await started(FakeVoice())
+    stream = worker.open_stream()
+    stream.add_text("   ")
+    stream.end_input()
+    assert len(await read_all(stream)) == 0
+    await worker.stop()
+
+
+async def test_a_failing_item_fails_only_its_stream() -> None:
+    voice = FakeVoice(fail_word="poison")
+    worker = await started(voice, max_ahead_s=1e9, max_batch_windows=8)
+    good = [worker.open_stream() for _ in range(3)]
+    bad = worker.open_stream()
+    for s in good:
+        s.add_text("alpha beta gamma")
+        s.end_input()
+    bad.add_text("poison here")
+    bad.end_input()
+    with pytest.raises(EngineError, match="synthesis failed"):
+        await read_all(bad)
+    for s in good:
+        np.testing.assert_array_equal(await read_all(s), expected_frames(3))
+    assert worker.stats().streams == 0
+    await worker.stop()
+
+
+async def test_out_of_memory_splits_the_batch() -> None:
+    voice = FakeVoice(max_batch=1)
+    worker = await started(voice, max_ahead_s=1e9, max_batch_windows=8)
+    streams = [worker.open_stream() for _ in range(4)]
+    for s in streams:
+        s.add_text("a b c d")
+        s.end_input()
+    for s in streams:
+        np.testing.assert_array_equal(await read_all(s), expected_frames(4))
+    assert max(voice.window_batches) > 1  # batches were tried ...
+    await worker.stop()
+
+
+async def test_cancel_drops_queued_work_and_frees_the_budget() -> None:
+    budget = AudioBudget(limit_s=0.05)  # 50 samples at 1000 Hz: the stream pauses almost at once
+    worker = await started(FakeVoice(), max_ahead_s=1e9)
+    stream = worker.open_stream(budget=budget)
+    stream.add_text(" ".join(["word"] * 50))
+    stream.end_input()
+    first = await stream.read()
+    assert first is not None and len(first) > 0
+    stream.cancel()
+    assert budget.buffered_s == pytest.approx(0.0)
+    assert worker.stats().streams == 0 and worker.stats().queued_windows == 0
+    await worker.stop()
+
+
+async def test_budget_pauses_generation_until_the_client_reads() -> None:
+    class WatchedBudget(AudioBudget):
+        full = asyncio.Event()
+
+        def add(self, seconds: float) -> None:
+            super().add(seconds)
+            if self.exhausted():
+                self.full.set()
+
+    budget = WatchedBudget(limit_s=0.2)
+    worker = await started(FakeVoice(), max_ahead_s=1e9, max_batch_windows=1)
+    stream = worker.open_stream(budget=budget)
+    stream.add_text(" ".join(["word"] * 40))
+    stream.end_input()
+    await asyncio.wait_for(budget.full.wait(), 30)  # nothing is read: the budget fills ...
+    assert worker.stats().paused_streams == 1  # ... and the engine holds the stream's remaining windows
+    assert budget.buffered_s < 0.2 + 64 * HOP / 1000
+    audio = await read_all(stream)
+    assert len(audio) == 400 * HOP
+    await worker.stop()
+
+
+async def test_unknown_voice_and_admission() -> None:
+    worker = await started(FakeVoice())
+    with pytest.raises(UnknownVoice):
+        worker.open_stream("nobody")
+    worker._scheduler.record_step(busy_s=2.0, audio_s=1.0)  # measured: 0.5x real time
+    worker.open_stream()
+    with pytest.raises(Overloaded):
+        worker.open_stream()
+    await worker.stop()
