@@ -50,14 +50,16 @@ class AudioBudget:
     def __init__(self, limit_s: float) -> None:
         self.limit_s = limit_s
         self._buffered_s = 0.0
+        self._lock = threading.Lock()
 
     @property
     def buffered_s(self) -> float:
         return self._buffered_s
 
     def add(self, seconds: float) -> None:
-        """Called on the loop thread only; the worker thread just reads ``exhausted()``."""
-        self._buffered_s += seconds
+        """The worker adds what it makes; the loop thread subtracts what is read or dropped."""
+        with self._lock:
+            self._buffered_s += seconds
 
     def exhausted(self) -> bool:
         return self._buffered_s >= self.limit_s
@@ -148,10 +150,8 @@ class EngineStream:
 
     def _deliver(self, item: object) -> None:
         if self._closed:
+            self._release(item)  # made before the cancel reached the worker: give its budget back
             return
-        budget = self._work.budget
-        if budget is not None and isinstance(item, np.ndarray):
-            budget.add(len(item) / self.sample_rate)
         self._queue.put_nowait(item)
 
 
@@ -368,6 +368,8 @@ class EngineWorker:
             for (stream, _), block in zip(items, pcm, strict=True):
                 self._scheduler.window_done(stream, len(block), now)
                 audio_s += len(block) / stream.sample_rate
+                if stream.budget is not None and not stream.cancelled:
+                    stream.budget.add(len(block) / stream.sample_rate)
                 self._post(stream, block)
             for stream, _ in items:
                 self._post_end_if_finished(stream)

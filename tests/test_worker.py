@@ -38,7 +38,9 @@ class FakeVoice:
             frames = torch.arange(10 * len(sentence), dtype=torch.float32)
             z = frames.expand(2, -1).clone()
             z[1] = torch.tensor([float(i) for i in sentence]).repeat_interleave(10)
-            latents.append(Latent(z=z, durations=torch.full((len(sentence),), 10)))
+            latents.append(
+                Latent(prior=z, z=z, durations=torch.full((len(sentence),), 10), ready=z.shape[-1])
+            )
         return latents
 
     def decode_windows(self, jobs: list[tuple[Latent, WindowSpec]]) -> list[np.ndarray]:
