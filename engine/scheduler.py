@@ -183,10 +183,11 @@ class Scheduler:
         window_ready = [s for s in self._streams.values() if self._wants_window(s, now)]
         if not sentence_ready and not window_ready:
             return None
-        urgent_sentence = min(sentence_ready, key=self._urgency, default=None)
+        urgent_sentence = min(sentence_ready, key=self._sentence_urgency, default=None)
         urgent_window = min(window_ready, key=self._urgency, default=None)
         if urgent_window is None or (
-            urgent_sentence is not None and self._urgency(urgent_sentence) <= self._urgency(urgent_window)
+            urgent_sentence is not None
+            and self._sentence_urgency(urgent_sentence) <= self._urgency(urgent_window)
         ):
             return self._sentence_batch(sentence_ready, urgent_sentence.voice)  # type: ignore[union-attr]
         return self._window_batch(window_ready, urgent_window.voice, now)
@@ -203,6 +204,12 @@ class Scheduler:
     def _urgency(self, stream: StreamWork) -> tuple[int, float]:
         return (1 if stream.started else 0, stream.deadline())
 
+    def _sentence_urgency(self, stream: StreamWork) -> tuple[int, float]:
+        """A sentence's audio is needed once the stream's queued windows have played."""
+        queued = sum(getattr(job, "samples", 0) for job in stream.windows) / stream.sample_rate
+        started, deadline = self._urgency(stream)
+        return (started, deadline + queued)
+
     def _wants_sentence(self, stream: StreamWork) -> bool:
         if not stream.segments or stream.sentences_in_flight:
             return False
@@ -216,7 +223,7 @@ class Scheduler:
         return not (stream.started and stream.deadline() - now >= self.config.max_ahead_s)
 
     def _sentence_batch(self, ready: list[StreamWork], voice: str) -> Batch:
-        chosen = sorted((s for s in ready if s.voice == voice), key=self._urgency)
+        chosen = sorted((s for s in ready if s.voice == voice), key=self._sentence_urgency)
         items: list[tuple[StreamWork, object]] = []
         for stream in chosen[: self.config.max_batch_sentences]:
             stream.sentences_in_flight += 1

@@ -153,7 +153,8 @@ def test_next_sentence_is_encoded_before_the_current_one_runs_out() -> None:
     assert batch is not None and batch.kind is WorkKind.SENTENCES
     sched.sentence_done(s, [Job("a"), Job("b"), Job("c")])
     run_windows(sched, 0.0)
-    run_windows(sched, 0.0)  # one window left: the next sentence becomes due
+    run_windows(sched, 0.0)  # one window left: the next sentence becomes due, after that window
+    assert run_windows(sched, 0.0) == [(1, "c")]
     batch = sched.next_batch(0.0)
     assert batch is not None and batch.kind is WorkKind.SENTENCES
 
@@ -203,3 +204,17 @@ def test_duplicate_stream_key_is_refused() -> None:
     sched.add_stream(stream(1))
     with pytest.raises(ValueError, match="already scheduled"):
         sched.add_stream(stream(1))
+
+
+def test_a_playing_stream_gets_its_next_window_before_its_next_sentence() -> None:
+    sched = Scheduler(SchedulerConfig(sentence_lead_windows=1, max_batch_windows=1, max_ahead_s=100))
+    s = stream(1)
+    sched.add_stream(s)
+    sched.add_segment(1, "First.")
+    sched.add_segment(1, "Second.")
+    batch = sched.next_batch(0.0)
+    assert batch is not None and batch.kind is WorkKind.SENTENCES
+    sched.sentence_done(s, [Job("a"), Job("b")])
+    run_windows(sched, 0.0)  # first audio out; one window left, so the next sentence is due too
+    batch = sched.next_batch(0.1)
+    assert batch is not None and batch.kind is WorkKind.WINDOWS  # the audio needed first goes first
