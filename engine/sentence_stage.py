@@ -1,0 +1,201 @@
+"""The sentence stage: phoneme ids to latent frames, for a padded batch of sentences with their own scales.
+
+The stage stops at the flow's input (the prior sample); :meth:`SentenceStage.run_flow` turns it into the
+decoder's input in chunks, so that the first audio does not wait for the flow over the whole sentence
+(on a CPU the flow over a sentence costs more than the rest of the stage).
+
+Text encoder, duration predictor and flow are transformers' VITS modules. This module drives them instead of
+``VitsModel.forward`` because each sentence brings its own scales and the noise must come from a caller's
+``torch.Generator``; the stochastic duration predictor's inverse pass is therefore spelled out here (it is
+``VitsStochasticDurationPredictor.forward(reverse=True)`` with the noise passed in, and its spline flows
+inverted by :mod:`engine.conv_flow`).
+
+Weight norm (which transformers' WaveNets carry) is folded into plain weights, and the 1-d convs are swapped
+for channels-last ones (:mod:`engine.channels_last`), which are faster on CPU.
+
+Noise is drawn per sentence at the sentence's own length, so a sentence's latent does not depend on what it
+was batched with, only on the generator's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from transformers.models.vits.modeling_vits import (
+    VitsConvFlow,
+    VitsDurationPredictor,
+    VitsResidualCouplingBlock,
+    VitsStochasticDurationPredictor,
+    VitsTextEncoder,
+)
+
+from engine.channels_last import convert_convs
+from engine.conv_flow import inverse_conv_flow
+from engine.latent import Latent, SynthesisParams
+
+
+class SentenceStage(nn.Module):
+    def __init__(
+        self,
+        text_encoder: VitsTextEncoder,
+        duration_predictor: VitsStochasticDurationPredictor | VitsDurationPredictor,
+        flow: VitsResidualCouplingBlock,
+    ) -> None:
+        super().__init__()
+        self.text_encoder = text_encoder
+        self.duration_predictor = duration_predictor
+        self.flow = flow
+        self.flow_size = text_encoder.config.flow_size
+        self.flow_context = _flow_receptive_field(flow)
+        fold_weight_norm(self)
+        convert_convs(self)
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        ids: Sequence[Sequence[int]],
+        params: Sequence[SynthesisParams],
+        generator: torch.Generator | None = None,
+    ) -> list[Latent]:
+        if len(ids) != len(params):
+            raise ValueError(f"{len(ids)} sentences but {len(params)} parameter sets")
+        if not ids or any(len(s) == 0 for s in ids):
+            raise ValueError("every sentence needs at least one id")
+        device = self.text_encoder.embed_tokens.weight.device
+        lengths = [len(s) for s in ids]
+        input_ids = torch.zeros(len(ids), max(lengths), dtype=torch.long)
+        for row, sentence in enumerate(ids):
+            input_ids[row, : len(sentence)] = torch.as_tensor(sentence, dtype=torch.long)
+        input_ids = input_ids.to(device)
+        token_mask = (torch.arange(max(lengths)) < torch.tensor(lengths)[:, None]).to(device)
+        scales = torch.tensor([[p.noise_scale, p.noise_w, p.length_scale] for p in params], device=device)
+        noise_scale, noise_w, length_scale = (scales[:, i, None, None] for i in range(3))
+
+        mask = token_mask[:, None, :].float()  # [batch, 1, ids]
+        encoded = self.text_encoder(
+            input_ids, mask.transpose(1, 2), attention_mask=_attention_bias(token_mask)
+        )
+        hidden = encoded.last_hidden_state.transpose(1, 2)
+        log_durations = self._log_durations(hidden, mask, noise_w, lengths, generator)
+        durations = torch.ceil(torch.exp(log_durations) * mask * length_scale)[:, 0]  # [batch, ids]
+        durations_cpu = durations.long().cpu()
+        frames = durations_cpu.sum(-1).clamp_min(1).tolist()
+
+        # Expand each id's prior over its frames: a 0/1 alignment matrix, so the matmul copies exactly.
+        ends = torch.cumsum(durations, -1)[:, None, :]
+        positions = torch.arange(max(frames), device=device, dtype=ends.dtype)[None, :, None]
+        alignment = ((positions < ends) & (positions >= ends - durations[:, None, :])).float()
+        means = torch.matmul(alignment, encoded.prior_means).transpose(1, 2)
+        log_variances = torch.matmul(alignment, encoded.prior_log_variances).transpose(1, 2)
+        noise = _padded_noise(self.flow_size, frames, generator, device)
+        prior = means + noise * torch.exp(log_variances) * noise_scale
+        return [
+            Latent(
+                prior=prior[row, :, :n].contiguous(),
+                z=torch.empty_like(prior[row, :, :n]),
+                durations=durations_cpu[row, : lengths[row]],
+            )
+            for row, n in enumerate(frames)
+        ]
+
+    @torch.inference_mode()
+    def run_flow(self, latents: Sequence[Latent], ends: Sequence[int]) -> None:
+        """Compute each latent's ``z`` from frame ``ready`` up to its end in ``ends``, as one padded batch.
+
+        A chunk [ready, end) reads the prior ``flow_context`` frames beyond it on each side (clipped to the
+        utterance, whose edges the flow's mask handles as a whole-utterance run would): that is the flow's
+        receptive field, so the chunk equals the same frames of a flow over the whole utterance.
+        """
+        chunks = [
+            (latent, latent.ready, end)
+            for latent, end in zip(latents, ends, strict=True)
+            if end > latent.ready
+        ]
+        if not chunks:
+            return
+        spans = [
+            (max(start - self.flow_context, 0), min(end + self.flow_context, latent.frames))
+            for latent, start, end in chunks
+        ]
+        width = max(hi - lo for lo, hi in spans)
+        device = chunks[0][0].prior.device
+        prior = torch.zeros(len(chunks), self.flow_size, width, device=device)
+        for row, ((latent, _, _), (lo, hi)) in enumerate(zip(chunks, spans, strict=True)):
+            prior[row, :, : hi - lo] = latent.prior[:, lo:hi]
+        widths = torch.tensor([hi - lo for lo, hi in spans], device=device)
+        mask = (torch.arange(width, device=device) < widths[:, None])[:, None, :].float()
+        z = self.flow(prior, mask, reverse=True)
+        for row, ((latent, start, end), (lo, _)) in enumerate(zip(chunks, spans, strict=True)):
+            latent.z[:, start:end] = z[row, :, start - lo : end - lo]
+            latent.ready = end
+
+    def _log_durations(
+        self,
+        hidden: torch.Tensor,
+        mask: torch.Tensor,
+        noise_w: torch.Tensor,
+        lengths: list[int],
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        predictor = self.duration_predictor
+        if isinstance(predictor, VitsDurationPredictor):
+            return predictor(hidden, mask)
+        conditioning = predictor.conv_pre(hidden)
+        conditioning = predictor.conv_dds(conditioning, mask)
+        conditioning = predictor.conv_proj(conditioning) * mask
+        # Inference skips the flow that follows the affine one, as transformers (and Piper) do.
+        flows = list(reversed(predictor.flows))
+        flows = [*flows[:-2], flows[-1]]
+        latents = _padded_noise(2, lengths, generator, hidden.device) * noise_w
+        for flow in flows:
+            latents = torch.flip(latents, [1])
+            if isinstance(flow, VitsConvFlow):
+                latents = inverse_conv_flow(flow, latents, mask, conditioning)
+            else:
+                latents, _ = flow(latents, mask, global_conditioning=conditioning, reverse=True)
+        return latents[:, :1]
+
+
+def fold_weight_norm(module: nn.Module) -> None:
+    """Replace weight-norm parametrizations inside ``module`` by the plain weights they compute."""
+    for sub in module.modules():
+        if parametrize.is_parametrized(sub, "weight"):
+            parametrize.remove_parametrizations(sub, "weight")
+
+
+def _flow_receptive_field(flow: VitsResidualCouplingBlock) -> int:
+    """Frames either side that one output frame of the (reverse) flow depends on.
+
+    Each coupling layer updates one half from the other half through its WaveNet (the 1x1 convs add
+    nothing); the halves swap between layers, so the reaches of all layers add up.
+    """
+    reach = 0
+    for coupling in flow.flows:
+        for conv in coupling.wavenet.in_layers:
+            reach += (conv.kernel_size[0] - 1) // 2 * conv.dilation[0]
+    return reach
+
+
+def _attention_bias(token_mask: torch.Tensor) -> torch.Tensor:
+    """Additive attention mask [batch, 1, ids, ids] that hides padding keys.
+
+    Passed ready-made because transformers builds it from the config's attention implementation, which a
+    VitsConfig made by hand leaves unset (and then no mask is applied at all).
+    """
+    length = token_mask.shape[-1]
+    hidden = (~token_mask)[:, None, None, :].float() * torch.finfo(torch.float32).min
+    return hidden.expand(-1, 1, length, length)
+
+
+def _padded_noise(
+    channels: int, lengths: list[int], generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
+    """Standard normal noise [batch, channels, max length], drawn per row at its own length, zero-padded."""
+    source = generator.device if generator is not None else device
+    noise = torch.zeros(len(lengths), channels, max(lengths), device=source)
+    for row, n in enumerate(lengths):
+        noise[row, :, :n] = torch.randn(channels, n, generator=generator, device=source)
+    return noise.to(device)

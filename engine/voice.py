@@ -1,0 +1,151 @@
+"""A loaded voice: text to phoneme ids, the batched sentence stage, and the batched window decoder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from engine.decoder import WindowDecoder
+from engine.latent import Latent, SynthesisParams
+from engine.sentence_stage import SentenceStage
+from engine.windows import WindowSpec
+
+_INT16_MAX = 32767.0
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    id: str
+    language: str
+    sample_rate: int
+
+
+class Voice:
+    """Runs on one device. The sentence stage stays float32 (durations are rounded up from its output, so
+    precision there changes lengths); the decoder runs in ``dtype``.
+
+    Not thread-safe: latents are filled in by :meth:`decode_windows`; use a voice from one thread.
+
+    Windows are decoded at fixed input shapes: a window of n kept frames runs at the smallest of
+    ``window_sizes`` that holds it (a larger window at its own size), padded and masked past the utterance.
+
+    The flow (prior -> decoder input) runs where ``flow_in_encode`` says. True (the default on GPUs, where
+    it is cheap and batches well): :meth:`encode` runs it over whole sentences. False (the default on
+    CPUs, where it costs more than the rest of the sentence stage): :meth:`decode_windows` runs it just
+    for the first window of a sentence, then for all the rest of the sentence at its second window, so
+    the first audio waits only for a few dozen frames of flow.
+    """
+
+    def __init__(
+        self,
+        info: VoiceInfo,
+        phonemizer: Callable[[str], list[list[int]]],
+        stage: SentenceStage,
+        decoder: WindowDecoder,
+        default_params: SynthesisParams,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        window_sizes: Sequence[int] = (32, 64),
+        flow_in_encode: bool | None = None,
+    ) -> None:
+        self.info = info
+        self.default_params = default_params
+        self.device = device
+        self.dtype = dtype
+        self.window_sizes = tuple(sorted(window_sizes))
+        self.hop_length = decoder.hop_length
+        self.context_frames = decoder.context_frames
+        self.flow_in_encode = device.type != "cpu" if flow_in_encode is None else flow_in_encode
+        self._phonemizer = phonemizer
+        self.stage = stage.to(device).eval()
+        self.decoder = decoder.to(device=device, dtype=dtype).eval()
+
+    def warm_up(self, rounds: int = 3) -> None:
+        """Run the sentence stage and every fixed window shape, with and without edge masks, a few times.
+
+        The first calls at a new shape set up the conv kernels (oneDNN primitives, cuDNN algorithms) and
+        take several times longer; this keeps that cost out of the first requests.
+        """
+        ids = self.phonemize("Warm up.")
+        self.complete(self.encode(ids, [self.default_params] * len(ids)))
+        for size in self.window_sizes:
+            frames = size + 2 * self.context_frames
+            zeros = torch.zeros(self.stage.flow_size, frames, device=self.device)
+            latent = Latent(zeros, zeros, torch.zeros(0, dtype=torch.long), ready=frames)
+            inside = WindowSpec(self.context_frames, self.context_frames + size)
+            for _ in range(rounds):
+                self.decode_windows([(latent, inside), (latent, WindowSpec(0, size))])
+
+    def phonemize(self, text: str) -> list[list[int]]:
+        """Phoneme ids per sentence."""
+        return self._phonemizer(text)
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        ids: Sequence[Sequence[int]],
+        params: Sequence[SynthesisParams],
+        generator: torch.Generator | None = None,
+    ) -> list[Latent]:
+        """Latents of a batch of sentences (any lengths, each its own params), trimmed to their frames."""
+        latents = self.stage(ids, params, generator)
+        if self.flow_in_encode:
+            self.complete(latents)
+        return latents
+
+    @torch.inference_mode()
+    def complete(self, latents: Sequence[Latent]) -> None:
+        """Run the flow for every frame of these latents not computed yet (``z`` is then final)."""
+        self.stage.run_flow(latents, [latent.frames for latent in latents])
+
+    @torch.inference_mode()
+    def decode_windows(self, jobs: Sequence[tuple[Latent, WindowSpec]]) -> list[np.ndarray]:
+        """int16 PCM of each window's kept frames ((end - start) * hop_length samples), batched by shape."""
+        by_size: dict[int, list[int]] = {}
+        for index, (latent, window) in enumerate(jobs):
+            if not 0 <= window.start < window.end <= latent.frames:
+                raise ValueError(f"window {window} outside a latent of {latent.frames} frames")
+            size = next((s for s in self.window_sizes if s >= window.frames), window.frames)
+            by_size.setdefault(size, []).append(index)
+        self._run_flow_for(jobs, by_size)
+        pcm: list[np.ndarray] = [np.empty(0, np.int16)] * len(jobs)
+        for size, indices in by_size.items():
+            audio = self._decode(size, [jobs[i] for i in indices])
+            for row, index in enumerate(indices):
+                pcm[index] = audio[row, : jobs[index][1].frames * self.hop_length]
+        return pcm
+
+    def _run_flow_for(self, jobs: Sequence[tuple[Latent, WindowSpec]], by_size: dict[int, list[int]]) -> None:
+        """Make ``z`` final wherever these windows read it.
+
+        A sentence's first chunk of flow covers just its first window; the next covers all the rest.
+        """
+        latents: dict[int, Latent] = {}
+        ends: dict[int, int] = {}
+        for size, indices in by_size.items():
+            for latent, window in (jobs[i] for i in indices):
+                needed = min(window.start + size + self.context_frames, latent.frames)
+                if needed > latent.ready:
+                    end = needed if latent.ready == 0 else latent.frames
+                    latents[id(latent)] = latent
+                    ends[id(latent)] = max(end, ends.get(id(latent), 0))
+        self.stage.run_flow([latents[key] for key in ends], list(ends.values()))
+
+    def _decode(self, size: int, jobs: Sequence[tuple[Latent, WindowSpec]]) -> np.ndarray:
+        context = self.context_frames
+        width = size + 2 * context
+        channels = jobs[0][0].z.shape[0]
+        z = torch.zeros(len(jobs), channels, width, device=self.device, dtype=self.dtype)
+        valid = []
+        for row, (latent, window) in enumerate(jobs):
+            first = window.start - context  # latent frame at window position 0
+            lo, hi = max(first, 0), min(first + width, latent.frames)
+            z[row, :, lo - first : hi - first] = latent.z[:, lo:hi]
+            valid.append((lo - first, hi - first))
+        inside = all(v == (0, width) for v in valid)
+        bounds = None if inside else torch.tensor(valid, device=self.device)
+        audio = self.decoder(z, size, bounds)
+        return (audio.float() * _INT16_MAX).clamp_(-_INT16_MAX, _INT16_MAX).to(torch.int16).cpu().numpy()

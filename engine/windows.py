@@ -1,0 +1,28 @@
+"""How an utterance's latent frames are cut into windows for streaming decode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """The latent frames [start, end) whose audio one window produces."""
+
+    start: int
+    end: int
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+
+def plan_windows(frames: int, first: int = 32, steady: int = 64) -> list[WindowSpec]:
+    """A small first window (so the first audio comes sooner), then steady windows; the last may be short."""
+    if frames < 1 or first < 1 or steady < 1:
+        raise ValueError(f"need frames, first and steady >= 1, got {frames}, {first}, {steady}")
+    windows = [WindowSpec(0, min(first, frames))]
+    while windows[-1].end < frames:
+        start = windows[-1].end
+        windows.append(WindowSpec(start, min(start + steady, frames)))
+    return windows

