@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
@@ -68,6 +69,9 @@ class Hub:
         settings = self.settings
         voices = []
         dtype = torch.bfloat16 if settings.dtype in {"bf16", "bfloat16"} else torch.float32
+        threads = settings.threads or max(1, (os.cpu_count() or 2) - 1)
+        torch.set_num_threads(threads)
+        log.info("engine uses %d torch thread(s)", threads)
         for spec in settings.voices:
             log.info("loading voice %s on device %s", spec, settings.device)
             voices.append(await asyncio.to_thread(load_voice, spec, settings.device, dtype))

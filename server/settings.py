@@ -24,6 +24,8 @@ class Settings:
     voices: tuple[str, ...] = ("joe",)
     """Voices to load: "joe" (bundled), a Piper .onnx path, or a local transformers VitsModel directory."""
     log_level: str = "info"
+    threads: int = 0
+    """torch intra-op threads for the engine; 0: one less than the CPU count (the event loop keeps a core)."""
 
     max_connections: int = 256
     max_streams: int = 4
