@@ -173,7 +173,10 @@ class Scheduler:
         return self._audio_s / self._busy_s * self.config.admission_headroom
 
     def admits(self) -> bool:
-        return len(self._streams) < max(1.0, self.capacity_streams())
+        """Streams with work count against capacity; an open stream waiting for text costs nothing, so a
+        client holding idle streams cannot lock everyone else out."""
+        busy = sum(1 for s in self._streams.values() if not s.idle())
+        return busy < max(1.0, self.capacity_streams())
 
     # -- the decision --------------------------------------------------------------------------------
 

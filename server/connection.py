@@ -32,6 +32,7 @@ from protocol import (
     decode_client,
     encode,
 )
+from protocol._checks import show
 from server.metrics import Metrics
 from server.outbox import Outbox
 from server.segmenter import SegmenterConfig, SentenceSegmenter
@@ -41,6 +42,9 @@ from server.stream import StreamSession
 log = logging.getLogger(__name__)
 
 CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY_VIOLATION = 1008
+MAX_CONTROL_BACKLOG = 1024
+"""Unsent control frames (errors, dones) a connection may pile up before it is closed."""
 
 
 class Connection:
@@ -128,12 +132,16 @@ class Connection:
                 self._handle(decode_client(data))
             except ProtocolError as error:
                 self._reject(error)
+            if self._outbox.control_backlog > MAX_CONTROL_BACKLOG:
+                # The client keeps sending bad frames and never reads our answers: told, ignored, closed.
+                log.warning("closing a connection that ignores %d unread error frames", MAX_CONTROL_BACKLOG)
+                await self._ws.close(CLOSE_POLICY_VIOLATION, "too many unread error frames")
+                return
 
     def _reject(self, error: ProtocolError) -> None:
         session = self._streams.get(error.stream) if error.stream is not None else None
         if session is not None:
             # An error tied to an active stream ends that stream (protocol guarantee 5).
-            self._metrics.errors.labels(code=str(error.code)).inc()
             session.fail(error.code, error.message)
         else:
             self._send_error(error.code, error.message, error.stream)
@@ -159,7 +167,7 @@ class Connection:
         if voice not in self._rates:
             raise ProtocolError(
                 ErrorCode.UNKNOWN_VOICE,
-                f"unknown voice {voice!r}; this server has: {', '.join(sorted(self._rates))}",
+                f"unknown voice {show(voice)}; this server has: {', '.join(sorted(self._rates))}",
                 start.stream,
             )
         self._table.open(start)

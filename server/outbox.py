@@ -35,6 +35,10 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._control) + len(self._audio)
 
+    @property
+    def control_backlog(self) -> int:
+        return len(self._control)
+
     def put_control(self, frame: bytes) -> None:
         self._control.append(frame)
         self._ready.set()

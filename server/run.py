@@ -8,6 +8,7 @@ closes each connection with 1001, and only then lets uvicorn finish.
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import socket
 
@@ -17,6 +18,20 @@ from server.app import Hub, create_app
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+_TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s\"']*")
+
+
+class RedactTokens(logging.Filter):
+    """uvicorn logs request paths with their query; a ``?token=`` secret must not reach the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg = _TOKEN_IN_QUERY.sub(r"\1[redacted]", message)
+            record.args = ()
+        return True
 
 
 class _DrainingServer(uvicorn.Server):
@@ -37,6 +52,9 @@ def serve(settings: Settings) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(settings)
+    redact = RedactTokens()
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).addFilter(redact)
     config = uvicorn.Config(
         app,
         host=settings.host,

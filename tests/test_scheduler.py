@@ -181,8 +181,11 @@ def test_admission_follows_measured_capacity() -> None:
     sched.record_step(busy_s=2.0, audio_s=8.0)  # 4x real time measured
     assert sched.capacity_streams() == pytest.approx(2.0)
     sched.add_stream(stream(1))
+    sched.add_segment(1, "Busy.")
     assert sched.admits()
     sched.add_stream(stream(2))
+    assert sched.admits()  # an open stream with no text costs nothing
+    sched.add_segment(2, "Busy too.")
     assert not sched.admits()
     sched.remove_stream(2)
     assert sched.admits()

@@ -280,6 +280,7 @@ async def test_client_vanishing_mid_stream_frees_its_work(live_server: ServerPro
     await speak(client, "gone", LONG_TEXT)
     await client.until(lambda f: isinstance(f, Chunk))
     client.ws.transport.abort()  # no close handshake: the client just disappears
+    await client.ws.wait_closed()
     wait_until(lambda: engine_idle(live_server), what="server counters back to zero")
 
 

@@ -166,7 +166,8 @@ async def test_unknown_voice_and_admission() -> None:
     with pytest.raises(UnknownVoice):
         worker.open_stream("nobody")
     worker._scheduler.record_step(busy_s=2.0, audio_s=1.0)  # measured: 0.5x real time
-    worker.open_stream()
+    busy = worker.open_stream(budget=AudioBudget(limit_s=0.0))  # full budget: its work stays queued
+    busy.add_text("one two three")
     with pytest.raises(Overloaded):
         worker.open_stream()
     await worker.stop()
