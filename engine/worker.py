@@ -295,10 +295,11 @@ class EngineWorker:
             started = time.perf_counter()
             if batch.kind is WorkKind.SENTENCES:
                 self._run_sentences(batch.voice, batch.items)
+                audio_s = 0.0  # its cost still counts: capacity is audio made per second of all work
             else:
                 audio_s = self._run_windows(batch.voice, batch.items)
-                with self._cond:
-                    self._scheduler.record_step(time.perf_counter() - started, audio_s)
+            with self._cond:
+                self._scheduler.record_step(time.perf_counter() - started, audio_s)
 
     def _run_sentences(self, voice_id: str, items: list[tuple[StreamWork, object]]) -> None:
         voice = self._voices[voice_id]

@@ -184,13 +184,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             websocket, hub, f"the server is at its limit of {settings.max_connections} connections"
         )
         return
-    await websocket.accept()
+    # Take the slot before the first await, so simultaneous handshakes cannot all pass the check.
     connection = Connection(
         websocket, hub.worker, settings, hub.metrics, hub.hello, lambda: hub.shutting_down
     )
     hub.connections.add(connection)
     hub.metrics.connections.inc()
     try:
+        await websocket.accept()
         await connection.serve()
     finally:
         hub.connections.discard(connection)

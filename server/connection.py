@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
+FLUSH_TIMEOUT_S = 5.0
 MAX_CONTROL_BACKLOG = 1024
 """Unsent control frames (errors, dones) a connection may pile up before it is closed."""
 
@@ -95,7 +96,11 @@ class Connection:
             log.warning("shutdown grace over: cancelling %d stream(s)", len(self._streams))
             for session in list(self._streams.values()):
                 session.cancel()
-        await self._flush()
+        try:
+            # A client that stopped reading must not hold the shutdown: flush for a bounded time only.
+            await asyncio.wait_for(self._flush(), FLUSH_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("shutdown: a client is not reading; closing without flushing")
         await self._ws.close(CLOSE_GOING_AWAY)
 
     # -- sending -----------------------------------------------------------------------------------------

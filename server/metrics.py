@@ -23,7 +23,9 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.audio_seconds = Counter("voxwire_audio_seconds", "Audio sent to clients", registry=r)
+        self.audio_seconds = Counter(
+            "voxwire_audio_seconds", "Audio queued to clients (a cancel may drop the tail)", registry=r
+        )
         self.engine_streams = Gauge(
             "voxwire_engine_streams", "Streams known to the engine worker", registry=r
         )

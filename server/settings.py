@@ -96,7 +96,7 @@ def build_settings(args: argparse.Namespace | None, environ: Mapping[str, str] |
     values: dict[str, Any] = {}
     for f in fields(Settings):
         raw = getattr(args, f.name, None) if args is not None else None
-        if raw is None:
+        if raw is None and f.name not in _HIDDEN:  # a test hook is a flag only, never the environment
             raw = environ.get(f"VOXWIRE_{f.name.upper()}")
         if raw is None:
             continue
