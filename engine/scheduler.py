@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -209,7 +210,7 @@ class Scheduler:
 
     def _sentence_urgency(self, stream: StreamWork) -> tuple[int, float]:
         """A sentence's audio is needed once the stream's queued windows have played."""
-        queued = sum(getattr(job, "samples", 0) for job in stream.windows) / stream.sample_rate
+        queued = _audio_s(stream, stream.windows)
         started, deadline = self._urgency(stream)
         return (started, deadline + queued)
 
@@ -257,5 +258,9 @@ class Scheduler:
 
     def _queued_ahead(self, stream: StreamWork, items: list[tuple[StreamWork, object]]) -> float:
         """Audio seconds this batch already holds for ``stream``."""
-        samples = sum(getattr(job, "samples", 0) for s, job in items if s is stream)
-        return samples / stream.sample_rate
+        return _audio_s(stream, (job for s, job in items if s is stream))
+
+
+def _audio_s(stream: StreamWork, jobs: Iterable[object]) -> float:
+    """Seconds of audio that ``stream``'s window jobs will make."""
+    return sum(getattr(job, "samples", 0) for job in jobs) / stream.sample_rate

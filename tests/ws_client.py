@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.error
 import urllib.request
@@ -52,8 +53,6 @@ class Client:
         await self.ws.send(encode(frame))
 
     async def recv(self) -> ServerFrame:
-        import asyncio
-
         data = await asyncio.wait_for(self.ws.recv(), RECV_TIMEOUT_S)
         frame = decode_server(data)
         self.frames.append(frame)
