@@ -1,11 +1,12 @@
 """Soak: the server at about 80 % of its measured capacity for minutes on end; does anything grow?
 
-Starts ``python -m server`` on a free port, runs ``voxwire loadtest`` (``run_load``, cancel rate 0.2, replies
-of about three sentences) against it with ``--load-fraction`` of ``--capacity`` concurrent streams (without
-``--capacity``, a short capacity search on the same server measures it first), for ``--warmup`` seconds and
-then ``--minutes`` minutes. It samples the server process every ``--interval`` seconds: resident memory
-(``VmRSS``), threads (``/proc/<pid>/status``), open file descriptors (``/proc/<pid>/fd``), and from
-``/metrics`` the live stream tasks, connections, active streams and the engine's streams.
+Starts ``python -m server`` on a free port, runs ``voxwire loadtest`` (``run_load``, cancel rate 0.2,
+replies of about three sentences at 60 tokens/s) against it with ``--load-fraction`` of ``--capacity``
+concurrent streams (without ``--capacity``, a short capacity search on the same server measures it first),
+for ``--warmup`` seconds and then ``--minutes`` minutes. It samples the server process every
+``--interval`` seconds: resident memory (``VmRSS``), threads (``/proc/<pid>/status``), open file
+descriptors (``/proc/<pid>/fd``), and from ``/metrics`` the live stream tasks, connections, active streams
+and the engine's streams.
 
 Targets: RSS growth under 5 % from the end of the warm-up to the end of the load; once the streams have
 ended, as many stream tasks, connections and file descriptors as before the load (zero growth); zero
@@ -32,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.capacity import (
+    TOKEN_RATE,
     LoadShape,
     capacity_bounds,
     fetch_metrics,
@@ -267,6 +269,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--capacity", type=int, help="measured capacity in streams (default: measure it)")
     parser.add_argument("--load-fraction", type=float, default=0.8, help="of capacity (default 0.8)")
     parser.add_argument("--cancel-rate", type=float, default=0.2, help="barge-in fraction (default 0.2)")
+    parser.add_argument(
+        "--token-rate",
+        type=float,
+        default=TOKEN_RATE,
+        help=f"text tokens per second per stream (default {TOKEN_RATE:g})",
+    )
     parser.add_argument("--device", default="cpu", help="the server's --device (default cpu)")
     parser.add_argument("--json", type=Path, help="also write the samples and figures here")
     return parser.parse_args(argv)
@@ -276,14 +284,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     texts = replies_of(3)
     duration_s = args.warmup + args.minutes * 60
-    shape = LoadShape(duration_s, 10.0, args.cancel_rate, 30.0, 1, 1, texts)
+    shape = LoadShape(duration_s, 10.0, args.cancel_rate, args.token_rate, 1, 1, texts)
     print(f"# soak: {machine()}")
     with ServerProcess(*server_flags(args.device, 64, ())) as server:
         assert server.proc is not None
         warm_up(server, shape)
         capacity = args.capacity
         if capacity is None:
-            search = LoadShape(SEARCH_STEP_S, 5.0, 0.1, 30.0, 1, 1, texts)
+            search = LoadShape(SEARCH_STEP_S, 5.0, 0.1, args.token_rate, 1, 1, texts)
             capacity = measure_capacity(server, search)
             print(f"measured capacity: {capacity} streams ({SEARCH_STEP_S:g} s steps)")
         streams = max(1, round(capacity * args.load_fraction))

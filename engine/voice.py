@@ -35,8 +35,12 @@ class Voice:
     The flow (prior -> decoder input) runs where ``flow_in_encode`` says. True (the default on GPUs, where
     it is cheap and batches well): :meth:`encode` runs it over whole sentences. False (the default on
     CPUs, where it costs more than the rest of the sentence stage): :meth:`decode_windows` runs it just
-    for the first window of a sentence, then for all the rest of the sentence at its second window, so
-    the first audio waits only for a few dozen frames of flow.
+    for the first window of a sentence, so the first audio waits only for a few dozen frames of flow; after
+    that in chunks of at least ``flow_chunk_frames`` (None: all the rest of the sentence at once). Each chunk
+    recomputes the flow's context on both sides, so smaller chunks cost more in all, but they keep any one
+    engine step short: with chunks of 128 frames, a 560-frame sentence took 15 % more compute on a 2-core
+    CPU, and its longest step fell from 173 ms to 105 ms (the second window, when the client holds only the
+    first window's audio).
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class Voice:
         dtype: torch.dtype = torch.float32,
         window_sizes: Sequence[int] = (32, 64),
         flow_in_encode: bool | None = None,
+        flow_chunk_frames: int | None = 128,
     ) -> None:
         self.info = info
         self.default_params = default_params
@@ -59,6 +64,7 @@ class Voice:
         self.hop_length = decoder.hop_length
         self.context_frames = decoder.context_frames
         self.flow_in_encode = device.type != "cpu" if flow_in_encode is None else flow_in_encode
+        self.flow_chunk_frames = flow_chunk_frames
         self._phonemizer = phonemizer
         self.stage = stage.to(device).eval()
         self.decoder = decoder.to(device=device, dtype=dtype).eval()
@@ -119,20 +125,28 @@ class Voice:
         return pcm
 
     def _run_flow_for(self, jobs: Sequence[tuple[Latent, WindowSpec]], by_size: dict[int, list[int]]) -> None:
-        """Make ``z`` final wherever these windows read it.
-
-        A sentence's first chunk of flow covers just its first window; the next covers all the rest.
-        """
+        """Make ``z`` final wherever these windows read it: a sentence's first chunk of flow covers just
+        its first window; later chunks at least ``flow_chunk_frames`` (or all the rest)."""
         latents: dict[int, Latent] = {}
         ends: dict[int, int] = {}
         for size, indices in by_size.items():
             for latent, window in (jobs[i] for i in indices):
                 needed = min(window.start + size + self.context_frames, latent.frames)
                 if needed > latent.ready:
-                    end = needed if latent.ready == 0 else latent.frames
                     latents[id(latent)] = latent
-                    ends[id(latent)] = max(end, ends.get(id(latent), 0))
+                    ends[id(latent)] = max(self._flow_end(latent, needed), ends.get(id(latent), 0))
         self.stage.run_flow([latents[key] for key in ends], list(ends.values()))
+
+    def _flow_end(self, latent: Latent, needed: int) -> int:
+        """Where the chunk of flow that makes frames up to ``needed`` final should end."""
+        if latent.ready == 0:
+            return needed
+        if self.flow_chunk_frames is None:
+            return latent.frames
+        end = max(needed, latent.ready + self.flow_chunk_frames)
+        if latent.frames - end < self.flow_chunk_frames // 2:
+            return latent.frames  # a short tail costs its context twice over: take it now
+        return end
 
     def _decode(self, size: int, jobs: Sequence[tuple[Latent, WindowSpec]]) -> np.ndarray:
         context = self.context_frames

@@ -21,11 +21,15 @@ import numpy as np
 import torch
 
 from engine.latent import Latent, SynthesisParams
-from engine.scheduler import Scheduler, SchedulerConfig, StreamWork, WorkKind
+from engine.memory import release_free_memory
+from engine.scheduler import Batch, Scheduler, SchedulerConfig, StreamWork, WorkKind
 from engine.voice import Voice, VoiceInfo
 from engine.windows import WindowSpec, plan_windows
 
 log = logging.getLogger(__name__)
+
+RELEASE_INTERVAL_S = 10.0
+"""Freed memory goes back to the OS at most this often, in idle moments."""
 
 
 class EngineError(Exception):
@@ -165,6 +169,8 @@ class EngineWorker:
         *,
         fault_marker: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        release_memory: Callable[[], object] = release_free_memory,
+        release_interval_s: float = RELEASE_INTERVAL_S,
     ) -> None:
         if not voices:
             raise ValueError("an engine worker needs at least one voice")
@@ -180,8 +186,13 @@ class EngineWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
         self._batches = 0
-        self.on_batch: Callable[[WorkKind, int], None] | None = None
-        """Observer for metrics: called on the worker thread with each batch's kind and size."""
+        self._release_memory = release_memory
+        self._release_interval_s = release_interval_s
+        self._released_at = time.monotonic()
+        self._batches_at_release = 0
+        self.on_batch: Callable[[WorkKind, int, float], None] | None = None
+        """Observer for metrics: called on the worker thread after each batch with its kind, its size and
+        the seconds it took."""
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -280,26 +291,48 @@ class EngineWorker:
 
     def _run(self) -> None:
         torch.set_grad_enabled(False)
-        while True:
-            with self._cond:
-                while True:
-                    if self._stopping:
-                        return
-                    batch = self._scheduler.next_batch(self._clock())
-                    if batch is not None:
-                        break
-                    self._cond.wait(timeout=self._scheduler.next_wakeup(self._clock()))
+        while (batch := self._next_batch()) is not None:
             self._batches += 1
-            if self.on_batch is not None:
-                self.on_batch(batch.kind, len(batch.items))
             started = time.perf_counter()
             if batch.kind is WorkKind.SENTENCES:
                 self._run_sentences(batch.voice, batch.items)
                 audio_s = 0.0  # its cost still counts: capacity is audio made per second of all work
             else:
                 audio_s = self._run_windows(batch.voice, batch.items)
+            elapsed = time.perf_counter() - started
             with self._cond:
-                self._scheduler.record_step(time.perf_counter() - started, audio_s)
+                self._scheduler.record_step(elapsed, audio_s)
+            if self.on_batch is not None:
+                self.on_batch(batch.kind, len(batch.items), elapsed)
+
+    def _next_batch(self) -> Batch | None:
+        """Wait for the next batch to run (None: the worker is stopping).
+
+        An idle moment, after some work and at most every ``release_interval_s``, is spent handing freed
+        memory back to the OS (:mod:`engine.memory`), outside the lock so that sessions are not held up.
+        """
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return None
+                batch = self._scheduler.next_batch(self._clock())
+                if batch is not None:
+                    return batch
+                release_in = self._release_in()
+                if release_in is None or release_in > 0:
+                    wakeup = self._scheduler.next_wakeup(self._clock())
+                    timeouts = [t for t in (wakeup, release_in) if t is not None]
+                    self._cond.wait(timeout=min(timeouts) if timeouts else None)
+                    continue
+            self._released_at = time.monotonic()
+            self._batches_at_release = self._batches
+            self._release_memory()
+
+    def _release_in(self) -> float | None:
+        """Seconds until freed memory may go back to the OS (None: no work since the last time)."""
+        if self._batches == self._batches_at_release:
+            return None
+        return self._released_at + self._release_interval_s - time.monotonic()
 
     def _run_sentences(self, voice_id: str, items: list[tuple[StreamWork, object]]) -> None:
         voice = self._voices[voice_id]

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
+GPU_MAX_BATCH = 8
 COMMON_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 
@@ -75,9 +76,11 @@ class Hub:
         for spec in settings.voices:
             log.info("loading voice %s on device %s", spec, settings.device)
             voices.append(await asyncio.to_thread(load_voice, spec, settings.device, dtype))
+        max_batch = settings.max_batch or default_max_batch(voices[0].device)
+        log.info("engine batches hold at most %d item(s)", max_batch)
         config = SchedulerConfig(
-            max_batch_windows=settings.max_batch,
-            max_batch_sentences=settings.max_batch,
+            max_batch_windows=max_batch,
+            max_batch_sentences=max_batch,
             max_ahead_s=settings.max_ahead_s,
         )
         worker = EngineWorker(voices, config, fault_marker=settings.fault_marker)
@@ -104,8 +107,9 @@ class Hub:
     def ready(self) -> bool:
         return self.worker is not None and not self.shutting_down
 
-    def _observe_batch(self, kind: WorkKind, size: int) -> None:
+    def _observe_batch(self, kind: WorkKind, size: int, seconds: float) -> None:
         self.metrics.batch_size.labels(kind=kind.value).observe(size)
+        self.metrics.step_seconds.labels(kind=kind.value).observe(seconds)
 
     async def drain(self) -> None:
         """Graceful shutdown: refuse new streams, let open ones finish within the grace period, close 1001."""
@@ -133,6 +137,12 @@ class Hub:
         m.engine_queue.labels(kind="windows").set(stats.queued_windows)
         m.engine_paused.set(stats.paused_streams)
         m.engine_capacity.set(stats.capacity_streams if stats.capacity_streams != float("inf") else -1)
+
+
+def default_max_batch(device: torch.device) -> int:
+    """Batching pays on a GPU; on a CPU a batch costs what its items cost one by one (measured in
+    docs/benchmarks.md), so there it would only make each engine step, and every wait behind it, longer."""
+    return 1 if device.type == "cpu" else GPU_MAX_BATCH
 
 
 def _token_ok(websocket: WebSocket, tokens: tuple[str, ...]) -> bool:

@@ -47,6 +47,13 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
             registry=r,
         )
+        self.step_seconds = Histogram(
+            "voxwire_engine_step_seconds",
+            "Wall time of one engine batch; a step longer than the audio a client holds is an underrun",
+            ["kind"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

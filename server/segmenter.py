@@ -6,7 +6,8 @@ appends text and returns the segments that are now certain, :meth:`SentenceSegme
 
 Every decision depends only on the text, never on how it was cut into pieces: a possible boundary is decided
 only once the characters that decide it have arrived, and stays undecided (buffered) until then. So the
-segments are the same whether the text comes in one piece or one character at a time.
+segments are the same whether the text comes in one piece or one character at a time (except where the
+caller asks for a fragment at a moment of its choosing, :meth:`SentenceSegmenter.allow_fragment`).
 
 Rules, in text order:
 
@@ -31,8 +32,9 @@ Rules, in text order:
 * **Early first fragment** -- until the stream's first segment has been emitted, a clause boundary
   (``,`` ``;`` ``:`` or ``–`` followed by whitespace, `` - `` with whitespace on both sides, or ``—``) at
   which the fragment is at least ``first_fragment_min_chars`` long ends a segment, so the first audio does
-  not wait for a long first sentence. Later sentences are never fragmented this way. ``3,000`` and
-  ``10:30`` are no boundary.
+  not wait for a long first sentence. Later sentences are fragmented this way only when the caller asks
+  (:meth:`SentenceSegmenter.allow_fragment`: the stream's listener is about to run out of audio while a
+  long sentence is still arriving). ``3,000`` and ``10:30`` are no boundary.
 * **Hard cap** -- a segment never exceeds ``max_segment_chars``: when that many characters (plus one) are
   buffered with no boundary decided, the segment is cut at the last whitespace within the cap, or at the cap
   when there is none. This also bounds the buffer.
@@ -127,7 +129,9 @@ class SentenceSegmenter:
         """Index of the current segment's first character; a non-space whenever any text follows it."""
         self._scan = 0
         """Indexes in [_start, _scan) are examined and hold no boundary; a pending decision waits at _scan."""
-        self._emitted_any = False
+        self._fragment_allowed = True
+        """Whether a clause boundary ends the current segment: for the stream's first segment, and once
+        :meth:`allow_fragment` asks for it, until a segment is emitted."""
 
     @property
     def buffered_chars(self) -> int:
@@ -139,6 +143,17 @@ class SentenceSegmenter:
         if not text:
             return []
         self._text += text
+        segments = self._advance(at_end=False)
+        self._compact()
+        return segments
+
+    def allow_fragment(self) -> list[str]:
+        """Let the current segment end at a clause boundary, as the first one may (for a listener about to
+        run out of audio); return the segments that are now complete. Until a segment is emitted, later
+        pushes cut at the next such boundary."""
+        if not self._fragment_allowed:
+            self._fragment_allowed = True
+            self._scan = self._start  # clause marks in text already scanned count now
         segments = self._advance(at_end=False)
         self._compact()
         return segments
@@ -173,7 +188,7 @@ class SentenceSegmenter:
         at_cap = len(text) > cap
         limit = cap + 1 if at_cap else len(text)
         final = at_end and not at_cap
-        marks = _SENTENCE_MARK if self._emitted_any else _SENTENCE_OR_CLAUSE_MARK
+        marks = _SENTENCE_OR_CLAUSE_MARK if self._fragment_allowed else _SENTENCE_MARK
         i = self._scan
         while (mark := marks.search(text, i, limit)) is not None:
             i = mark.start()
@@ -272,7 +287,7 @@ class SentenceSegmenter:
         self._start = self._scan = cut
         if not any(char.isalnum() for char in segment):
             return []
-        self._emitted_any = True
+        self._fragment_allowed = False
         return [segment]
 
     def _skip_leading_space(self) -> None:

@@ -38,8 +38,9 @@ class Settings:
     """Audio made but not yet sent, per connection; above it that connection's generation pauses."""
     max_ahead_ms: int = 2000
     """How far a stream's audio may run ahead of its playback clock before others go first."""
-    max_batch: int = 8
-    """Most windows (or sentences) in one engine batch."""
+    max_batch: int = 0
+    """Most windows (or sentences) in one engine batch; 0: 8 on a GPU, 1 on a CPU (where a batch costs as
+    much as its items run one by one, and only makes each step longer)."""
     shutdown_grace_s: float = 10.0
     """On SIGTERM, streams in progress get this long to finish before they are cancelled."""
     first_fragment_chars: int = 40
@@ -109,4 +110,6 @@ def build_settings(args: argparse.Namespace | None, environ: Mapping[str, str] |
         raise ValueError(f"device must be auto, cpu or cuda, got {settings.device!r}")
     if settings.dtype not in {"float32", "bfloat16", "bf16"}:
         raise ValueError(f"dtype must be float32 or bf16, got {settings.dtype!r}")
+    if settings.max_batch < 0:
+        raise ValueError(f"max_batch must be 0 (auto) or more, got {settings.max_batch}")
     return settings

@@ -24,6 +24,11 @@ from server.segmenter import SentenceSegmenter
 
 log = logging.getLogger(__name__)
 
+LOW_AUDIO_S = 1.0
+"""A listener with less audio than this left to play gets the sentence still arriving cut at its next clause
+boundary (``,`` ``;`` ``:`` dashes), rather than waiting for the sentence's end: a short first sentence
+("Let me think.") followed by a long one fed at LLM speed otherwise leaves a gap in the speech."""
+
 
 @dataclass
 class StreamCounters:
@@ -36,6 +41,8 @@ class StreamCounters:
     sent_samples: int = 0
     first_text_at: float | None = None
     ttfa_s: float | None = None
+    first_audio_at: float | None = None
+    """When the first chunk was made (time.perf_counter()); the listener's playback clock starts then."""
 
 
 class StreamSession:
@@ -78,10 +85,21 @@ class StreamSession:
         segments = self._segmenter.push(text)
         if flush or final:
             segments += self._segmenter.flush()
+        elif self._audio_left_s() < LOW_AUDIO_S:
+            segments += self._segmenter.allow_fragment()
         for segment in segments:
             self._engine.add_text(segment)
         if final:
             self._engine.end_input()
+
+    def _audio_left_s(self) -> float:
+        """Audio the listener has yet to play of what was made, by a playback clock that starts with the
+        first chunk (infinite before it: the first segment is a fragment anyway)."""
+        counters = self.counters
+        if counters.first_audio_at is None:
+            return float("inf")
+        played = time.perf_counter() - counters.first_audio_at
+        return counters.samples / self.sample_rate - played
 
     def cancel(self, reason: DoneReason = DoneReason.CANCELLED) -> None:
         """Stop now: drop queued engine work and audio, answer ``done`` without waiting for the engine."""
@@ -137,9 +155,11 @@ class StreamSession:
         )
         counters.chunks += 1
         counters.samples += len(pcm)
-        if counters.ttfa_s is None and counters.first_text_at is not None:
-            counters.ttfa_s = time.perf_counter() - counters.first_text_at
-            self._metrics.first_audio.observe(counters.ttfa_s)
+        if counters.first_audio_at is None:
+            counters.first_audio_at = time.perf_counter()
+            if counters.first_text_at is not None:
+                counters.ttfa_s = counters.first_audio_at - counters.first_text_at
+                self._metrics.first_audio.observe(counters.ttfa_s)
         self._metrics.audio_seconds.inc(len(pcm) / self.sample_rate)
         await self._outbox.put_audio(self, encode(frame), len(pcm))
 

@@ -136,6 +136,29 @@ def test_flow_in_chunks_equals_flow_over_whole_sentences(voice: Voice, sentences
         assert rel_l2(a.z.numpy(), b.z.numpy()) < 1e-5
 
 
+def test_flow_runs_in_bounded_chunks_as_windows_need_it(voice: Voice, sentences) -> None:
+    """No engine step runs the flow over a whole long sentence: each chunk is what the window reads, or
+    ``flow_chunk_frames`` more, and the audio matches a flow over the whole sentence."""
+    ids = max(sentences, key=len)
+    (lazy,) = voice.encode([ids], [NO_NOISE])
+    (eager,) = voice.encode([ids], [NO_NOISE])
+    voice.complete([eager])
+    chunk = voice.flow_chunk_frames
+    assert chunk is not None and lazy.frames > 3 * chunk  # long enough to need several chunks
+    readies, pcm = [], []
+    for window in plan_windows(lazy.frames):
+        before = lazy.ready
+        pcm += voice.decode_windows([(lazy, window)])
+        needed = min(window.end + voice.context_frames, lazy.frames)
+        assert lazy.ready >= needed
+        if lazy.ready > before and before > 0 and lazy.ready < lazy.frames:
+            assert lazy.ready - before <= max(needed - before, chunk)
+        readies.append(lazy.ready)
+    assert readies == sorted(readies) and readies[-1] == lazy.frames
+    assert len(set(readies)) >= 3
+    assert rel_l2(as_float(np.concatenate(pcm)), as_float(whole_decode(voice, eager))) < 1e-3
+
+
 def test_flow_in_encode_gives_final_latents(voice: Voice, sentences) -> None:
     (lazy,) = voice.encode(sentences[:1], [NO_NOISE])
     assert lazy.ready == 0  # on the CPU the flow waits for the windows

@@ -338,6 +338,27 @@ def test_later_sentences_are_only_split_by_the_cap() -> None:
     assert " ".join(segments) == text
 
 
+def test_a_later_sentence_is_fragmented_once_asked() -> None:
+    segmenter = SentenceSegmenter()
+    assert segmenter.push("Let me think. If the train leaves at 7:40 and the trip takes") == ["Let me think."]
+    assert segmenter.push(" 2 hours and 5 minutes, you'll arrive") == []  # later sentences stay whole ...
+    assert segmenter.allow_fragment() == [
+        "If the train leaves at 7:40 and the trip takes 2 hours and 5 minutes,"  # ... unless asked
+    ]
+    assert segmenter.push(" at 9:45, she said, and then left. Bye") == [
+        "you'll arrive at 9:45, she said, and then left."
+    ]
+
+
+def test_an_asked_fragment_waits_for_a_long_enough_clause_then_ends_at_the_next_segment() -> None:
+    segmenter = SentenceSegmenter()
+    assert segmenter.push("Done. Short, so") == ["Done."]
+    assert segmenter.allow_fragment() == []  # "Short," is under first_fragment_min_chars
+    tail = " the first clause long enough to say on its own will be cut here"
+    assert segmenter.push(tail + ", and") == ["Short, so" + tail + ","]
+    assert segmenter.push(" the rest, with its comma, waits. End") == ["and the rest, with its comma, waits."]
+
+
 def test_hundred_kilobytes_one_char_at_a_time() -> None:
     sentences = [
         'Dr. Smith paid $4.50 at example.com, i.e. "cheap." ',

@@ -315,8 +315,24 @@ async def test_oversized_frame_closes_with_1009(live_server: ServerProcess) -> N
 
 async def test_health_and_metrics(live_server: ServerProcess) -> None:
     assert http_status(live_server.http_url + "/health") == 200
-    metrics = live_server.metrics()
-    assert "voxwire_first_audio_seconds_count" in metrics
+    steps = 'voxwire_engine_step_seconds_count{kind="windows"}'
+    step_time = 'voxwire_engine_step_seconds_sum{kind="windows"}'
+    first_audio = "voxwire_first_audio_seconds_count"
+    before = live_server.metrics()
+    client = await Client.open(live_server.ws_url)
+    await speak(client, "m", "Every engine step is timed.")
+    result = await client.until_done("m")
+    assert result.done is not None and result.done.chunks >= 1
+
+    def counted() -> bool:
+        after = live_server.metrics()
+        return (
+            after[steps] >= before.get(steps, 0.0) + result.done.chunks  # type: ignore[union-attr]
+            and after[step_time] > before.get(step_time, 0.0)
+            and after[first_audio] >= before.get(first_audio, 0.0) + 1
+        )
+
+    wait_until(counted, what="the stream's engine steps and first audio in /metrics")
 
 
 async def test_connection_limit_overloaded_and_sigterm_drains() -> None:

@@ -171,3 +171,28 @@ async def test_unknown_voice_and_admission() -> None:
     with pytest.raises(Overloaded):
         worker.open_stream()
     await worker.stop()
+
+
+async def test_an_idle_moment_after_work_gives_freed_memory_back_once() -> None:
+    released = asyncio.Event()
+    calls: list[int] = []
+
+    def release() -> None:
+        calls.append(1)
+        loop.call_soon_threadsafe(released.set)
+
+    loop = asyncio.get_running_loop()
+    worker = EngineWorker(
+        [FakeVoice()],  # type: ignore[list-item]
+        SchedulerConfig(max_ahead_s=1e9),
+        release_memory=release,
+        release_interval_s=0.0,
+    )
+    worker.start()
+    stream = worker.open_stream()
+    stream.add_text("one two three")
+    stream.end_input()
+    await read_all(stream)
+    await released.wait()
+    await worker.stop()
+    assert calls == [1]  # idle with no work since: not again

@@ -1,0 +1,49 @@
+"""Settings come from flags, then ``VOXWIRE_*`` variables, then defaults; bad values are refused."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from server.app import GPU_MAX_BATCH, default_max_batch
+from server.settings import add_arguments, build_settings
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_a_flag_wins_over_the_environment_which_wins_over_the_default() -> None:
+    environ = {"VOXWIRE_PORT": "9000", "VOXWIRE_MAX_BATCH": "4"}
+    settings = build_settings(parse("--port", "9100"), environ)
+    assert settings.port == 9100
+    assert settings.max_batch == 4
+    assert build_settings(parse(), {}).max_batch == 0
+
+
+def test_the_test_hook_is_never_read_from_the_environment() -> None:
+    assert build_settings(parse(), {"VOXWIRE_FAULT_MARKER": "X"}).fault_marker is None
+    assert build_settings(parse("--fault-marker", "X"), {}).fault_marker == "X"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--max-batch", "-1"), "max_batch"),
+        (("--max-batch", "two"), "max_batch"),
+        (("--device", "tpu"), "device"),
+        (("--dtype", "fp8"), "dtype"),
+    ],
+)
+def test_bad_values_are_refused_with_the_setting_named(argv: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_settings(parse(*argv), {})
+
+
+def test_batches_default_to_one_item_on_a_cpu_and_more_on_a_gpu() -> None:
+    assert default_max_batch(torch.device("cpu")) == 1
+    assert default_max_batch(torch.device("cuda", 0)) == GPU_MAX_BATCH > 1
