@@ -17,6 +17,10 @@ from engine.windows import WindowSpec, plan_windows
 from tests.engine_fixtures import SPEECH, as_float, piper_audio, piper_ids, rel_l2, whole_decode
 
 NO_NOISE = SynthesisParams(noise_scale=0.0, noise_w=0.0, length_scale=1.0)
+BF16_MAX_REL_L2 = 0.05
+"""bfloat16 keeps 8 bits of mantissa (about 0.4 % per rounding); through the decoder's dozens of convs the
+audio's relative L2 error measured 1.0 to 1.5 % on CPU. The bound guards against regressions; it is not a
+quality target."""
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +250,31 @@ def test_cuda_voice_equals_cpu_voice(voice: Voice, sentences, latents) -> None:
         assert gpu_latent.frames == cpu_latent.frames
         ours = decode_windowed(gpu, [gpu_latent], batch=3, seed=2)[0]
         assert rel_l2(as_float(ours), as_float(whole_decode(voice, cpu_latent))) < 1e-3
+
+
+def on_device(latent: Latent, device: torch.device) -> Latent:
+    return Latent(latent.prior.to(device), latent.z.to(device), latent.durations, ready=latent.ready)
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")],
+        ),
+    ],
+)
+def test_bf16_decoder_error_against_fp32(voice: Voice, latents, device: str, record_property) -> None:
+    """``--dtype bf16`` runs the window decoder in bfloat16 (the sentence stage stays float32): the test
+    reports its error against the float32 decoder on the same latents, and bounds it."""
+    bf16 = load_voice("joe", device=device, dtype=torch.bfloat16, warm_up=False)
+    errors = []
+    for latent in latents[:4]:
+        (windowed,) = decode_windowed(bf16, [on_device(latent, bf16.device)], batch=3, seed=3)
+        errors.append(rel_l2(as_float(windowed), as_float(whole_decode(voice, latent))))
+    record_property(f"bf16_rel_l2_{device}", max(errors))
+    print(f"bf16 decoder on {device}: relative L2 error against fp32 per sentence {errors}")
+    assert bf16.decoder.conv_pre.weight.dtype == torch.bfloat16
+    assert max(errors) < BF16_MAX_REL_L2
