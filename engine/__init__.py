@@ -1,5 +1,12 @@
 """voxwire's engine: the voice model in torch, and one worker per device that batches every session's work."""
 
+import os
+
+# piper-tts (for its config and espeak-ng phonemes) imports onnxruntime, which we never run; onnxruntime
+# 1.32 opens a device-id database under ~/.cache/Microsoft at import unless this is set. Set before any
+# piper import; an operator's own value wins.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 from engine.latent import Latent, SynthesisParams
 from engine.loader import BUNDLED_VOICE, load_voice
 from engine.voice import Voice, VoiceInfo

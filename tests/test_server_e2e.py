@@ -4,6 +4,7 @@ through every guarantee and error code of protocol v1."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 
@@ -333,6 +334,20 @@ async def test_health_and_metrics(live_server: ServerProcess) -> None:
         )
 
     wait_until(counted, what="the stream's engine steps and first audio in /metrics")
+
+
+def test_the_server_leaves_no_onnxruntime_files_open(live_server: ServerProcess) -> None:
+    """piper-tts imports onnxruntime, which would keep a device-id database under ~/.cache open."""
+    assert live_server.proc is not None
+    fd_dir = f"/proc/{live_server.proc.pid}/fd"
+    targets = []
+    for fd in os.listdir(fd_dir):
+        try:
+            targets.append(os.readlink(f"{fd_dir}/{fd}"))
+        except FileNotFoundError:  # closed since listed
+            continue
+    assert any(t.startswith("socket:") for t in targets)  # the listening socket: we read the right process
+    assert [t for t in targets if "onnxruntime" in t] == []
 
 
 async def test_connection_limit_overloaded_and_sigterm_drains() -> None:
