@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import assert_never
 
@@ -46,6 +47,8 @@ CLOSE_POLICY_VIOLATION = 1008
 FLUSH_TIMEOUT_S = 5.0
 MAX_CONTROL_BACKLOG = 1024
 """Unsent control frames (errors, dones) a connection may pile up before it is closed."""
+REMEMBER_REFUSED = 1024
+"""Ids of refused starts kept so that the text and cancels pipelined behind them are ignored."""
 
 
 class Connection:
@@ -66,6 +69,8 @@ class Connection:
         self._is_shutting_down = is_shutting_down
         self._table = StreamTable(settings.max_streams, settings.max_text_bytes)
         self._streams: dict[str, StreamSession] = {}
+        self._refused: OrderedDict[str, None] = OrderedDict()
+        """Ids whose last ``start`` was refused (most recent last, at most REMEMBER_REFUSED)."""
         self._outbox = Outbox(audio_capacity=max(2, settings.max_streams))
         self._budget = AudioBudget(settings.max_buffered_audio_ms / 1000)
         self._rates = {v.id: v.sample_rate for v in hello.voices}
@@ -154,7 +159,16 @@ class Connection:
     def _handle(self, frame: ClientFrame) -> None:
         match frame:
             case Start():
-                self._start(frame)
+                try:
+                    self._start(frame)
+                except ProtocolError:
+                    self._remember_refused(frame.stream)
+                    raise
+                self._refused.pop(frame.stream, None)
+            case Text() if frame.stream in self._refused:
+                pass  # the client has the start's error; its text was already on the way
+            case Cancel() if frame.stream in self._refused:
+                pass
             case Text():
                 self._table.accept_text(frame)
                 self._streams[frame.stream].add_text(frame.text, final=frame.final, flush=frame.flush)
@@ -164,6 +178,12 @@ class Connection:
                     self._streams[frame.stream].cancel()
             case _:
                 assert_never(frame)
+
+    def _remember_refused(self, stream: str) -> None:
+        self._refused[stream] = None
+        self._refused.move_to_end(stream)
+        if len(self._refused) > REMEMBER_REFUSED:
+            self._refused.popitem(last=False)
 
     def _start(self, start: Start) -> None:
         if self._is_shutting_down():

@@ -349,15 +349,22 @@ class GarbageGenerator:
         return Case(pieces, inner.code)
 
 
-def codec_reply(case: Case, voice: str) -> Reply | None:
-    """The reply the spec asks for on a connection with no streams; None for a frame that would start one."""
+def codec_reply(case: Case, voice: str, refused: set[str]) -> Reply | None:
+    """The reply the spec asks for on a connection with no streams; None for a frame not to send: one that
+    would start a stream, or text or cancel for an id whose start was refused (ignored: no reply).
+    ``refused`` collects the ids of refused starts."""
     payload = b"".join(case.payload) if isinstance(case.payload, list) else case.payload
     try:
         frame = decode_client(payload)
     except ProtocolError as error:
         return _error(error.code, error.stream)
     if isinstance(frame, Start):
-        return None if frame.voice in {None, voice} else _error(ErrorCode.UNKNOWN_VOICE, frame.stream)
+        if frame.voice in {None, voice}:
+            return None
+        refused.add(frame.stream)
+        return _error(ErrorCode.UNKNOWN_VOICE, frame.stream)
+    if frame.stream in refused:
+        return None
     return _error(ErrorCode.UNKNOWN_STREAM, frame.stream)
 
 
@@ -383,15 +390,17 @@ class Tally:
             assert frame.message.strip(), frame
 
 
-async def fuzz_garbage(client: Client, rng: random.Random, frames: int, tally: Tally) -> None:
+async def fuzz_garbage(client: Client, rng: random.Random, frames: int, tally: Tally) -> set[str]:
+    """Send ``frames`` garbage frames and check each reply; return the ids of the starts it got refused."""
     generator = GarbageGenerator(rng, client.hello)
     voice = client.hello.voices[0].id
+    refused: set[str] = set()
     sent = 0
     while sent < frames:
         batch: list[tuple[Case, Reply]] = []
         while len(batch) < GARBAGE_BATCH:
             case = generator.next()
-            expected = codec_reply(case, voice)
+            expected = codec_reply(case, voice, refused)
             if expected is None:
                 tally.skipped_valid += 1
                 continue
@@ -406,6 +415,7 @@ async def fuzz_garbage(client: Client, rng: random.Random, frames: int, tally: T
             assert _reply_of(frame) == expected, (case, frame)
         sent += len(batch)
     tally.frames_sent += sent
+    return refused
 
 
 # -- misordered valid frames ----------------------------------------------------------------------------
@@ -419,6 +429,7 @@ MISORDERS = (
     "reuse after done",
     "error ends an active stream",
     "text too long",
+    "text after a refused start",
 )
 STREAM_IDS = ["a", "b", "c", "d", "e", "ü", "\u200b", "🎙" * 64]
 SPOKEN = ["Hello there", "One two three", "Good morning"]
@@ -428,14 +439,17 @@ class StreamModel:
     """The spec's stream rules for one connection, for valid frames in any order.
 
     Streams are active (started, not yet done) or ended (done sent; the server remembers the id, so text is
-    ``stream_closed`` and cancel is ignored) or unknown. ``active`` maps each active stream to whether it was
+    ``stream_closed`` and cancel is ignored) or unknown; text and cancel for an id whose last start was
+    refused are ignored. ``active`` maps each active stream to whether it was
     given real text (then it may send chunks until its done).
     """
 
-    def __init__(self, max_streams: int) -> None:
+    def __init__(self, max_streams: int, refused: set[str]) -> None:
         self.max_streams = max_streams
         self.active: dict[str, bool] = {}
         self.ended: set[str] = set()
+        self.refused = set(refused)
+        """Ids whose last start was refused: their text and cancels are ignored until a start succeeds."""
 
     def end(self, stream: str) -> None:
         del self.active[stream]
@@ -450,16 +464,27 @@ class StreamModel:
 
     def start(self, stream: str, known_voice: bool) -> list[Reply] | None:
         """The refusal, or None when the server should admit it (or answer ``overloaded``)."""
+        refusal = None
         if not known_voice:
-            return self.fail(ErrorCode.UNKNOWN_VOICE, stream)
-        if stream in self.active:
-            return self.fail(ErrorCode.STREAM_EXISTS, stream)
-        if len(self.active) >= self.max_streams:
-            return [_error(ErrorCode.TOO_MANY_STREAMS, stream)]
-        return None
+            refusal = self.fail(ErrorCode.UNKNOWN_VOICE, stream)
+        elif stream in self.active:
+            refusal = self.fail(ErrorCode.STREAM_EXISTS, stream)
+        elif len(self.active) >= self.max_streams:
+            refusal = [_error(ErrorCode.TOO_MANY_STREAMS, stream)]
+        if refusal is not None:
+            self.refused.add(stream)
+        return refusal
+
+    def admitted(self, stream: str) -> None:
+        self.active[stream] = False
+        self.refused.discard(stream)
+
+    def overloaded(self, stream: str) -> None:
+        self.ended.add(stream)
+        self.refused.add(stream)
 
     def text(self, stream: str) -> list[Reply]:
-        if stream in self.active:
+        if stream in self.active or stream in self.refused:
             return []
         code = ErrorCode.STREAM_CLOSED if stream in self.ended else ErrorCode.UNKNOWN_STREAM
         return [_error(code, stream)]
@@ -468,7 +493,8 @@ class StreamModel:
         if stream in self.active:
             self.end(stream)
             return [_done("cancelled", stream)]
-        return [] if stream in self.ended else [_error(ErrorCode.UNKNOWN_STREAM, stream)]
+        known = stream in self.ended or stream in self.refused
+        return [] if known else [_error(ErrorCode.UNKNOWN_STREAM, stream)]
 
 
 @dataclass
@@ -509,7 +535,9 @@ class ChunkTracker:
 
 
 class SequenceFuzzer:
-    def __init__(self, client: Client, rng: random.Random, tally: Tally, *, spoken: bool) -> None:
+    def __init__(
+        self, client: Client, rng: random.Random, tally: Tally, *, spoken: bool, refused: set[str]
+    ) -> None:
         self.client = client
         self.rng = rng
         self.tally = tally
@@ -517,7 +545,7 @@ class SequenceFuzzer:
         """Whether to send real text (engine work, chunks) as well."""
         limits = client.hello.limits
         self.max_text_bytes = limits.max_text_bytes
-        self.model = StreamModel(limits.max_streams)
+        self.model = StreamModel(limits.max_streams, refused)
         self.tracker = ChunkTracker()
         self.voice = client.hello.voices[0].id
         self.sample_rates = list(client.hello.sample_rates)
@@ -612,10 +640,10 @@ class SequenceFuzzer:
         def admitted(outcome: int) -> None:
             if outcome == 0:
                 self.tally.events["reuse after done"] += reused
-                self.model.active[stream] = False
+                self.model.admitted(stream)
                 self.tracker.started(stream)
             else:
-                self.model.ended.add(stream)
+                self.model.overloaded(stream)
                 self.tally.events["overloaded"] += 1
 
         outcomes = [([], []), ([_error(ErrorCode.OVERLOADED, stream)], [])]
@@ -627,7 +655,9 @@ class SequenceFuzzer:
 
     def refused_text(self, stream: str) -> list[Reply]:
         replies = self.model.text(stream)
-        if replies:
+        if stream in self.model.refused:
+            self.tally.events["text after a refused start"] += 1
+        elif replies:
             self.tally.events[
                 "text before start" if replies[0].what == ErrorCode.UNKNOWN_STREAM else "text after done"
             ] += 1
@@ -702,8 +732,8 @@ async def fuzz_connection(
     client = await Client.open(url)
     rng = random.Random(seed)
     try:
-        await fuzz_garbage(client, rng, garbage, tally)
-        await SequenceFuzzer(client, rng, tally, spoken=spoken).run(sequence)
+        refused = await fuzz_garbage(client, rng, garbage, tally)
+        await SequenceFuzzer(client, rng, tally, spoken=spoken, refused=refused).run(sequence)
     finally:
         await client.close()
 

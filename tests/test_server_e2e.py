@@ -242,12 +242,21 @@ async def test_stream_state_errors(live_server: ServerProcess) -> None:
     for i in range(limits.max_streams):
         await client.send(Start(stream=f"m{i}"))
     await client.send(Start(stream="one-too-many"))
+    # Text and cancel pipelined behind the refused start are ignored: the client has the start's error.
+    await client.send(Text(stream="one-too-many", text="Hello", final=True))
+    await client.send(Cancel(stream="one-too-many"))
     error = await client.error()
     assert error.code == ErrorCode.TOO_MANY_STREAMS
     for i in range(limits.max_streams):
         await client.send(Cancel(stream=f"m{i}"))
         cancelled = await client.until_done(f"m{i}")
         assert cancelled.done is not None and cancelled.done.reason == "cancelled"
+    assert len(client.results["one-too-many"].errors) == 1
+    # Until a start for the id succeeds: then it is an ordinary stream again.
+    await client.send(Start(stream="one-too-many"))
+    await client.send(Cancel(stream="one-too-many"))
+    again = await client.until_done("one-too-many")
+    assert again.done is not None and again.done.reason == "cancelled"
     # text_too_long
     await client.send(Start(stream="big"))
     await client.send(Text(stream="big", text="a" * (limits.max_text_bytes + 1)))
