@@ -11,8 +11,10 @@ import logging
 import re
 import signal
 import socket
+from typing import Any
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from server.app import Hub, create_app
 from server.settings import Settings
@@ -32,6 +34,17 @@ class RedactTokens(logging.Filter):
             record.msg = _TOKEN_IN_QUERY.sub(r"\1[redacted]", message)
             record.args = ()
         return True
+
+
+class _WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, with a denial response (our 401 and 403) counted as the end of
+    the handshake: uvicorn 0.54 logs "ASGI callable returned without completing handshake" at ERROR after
+    every refused token otherwise (Kludex/uvicorn#3138, open), and alerts on that log level would fire."""
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+            self.handshake_complete = True
 
 
 class _DrainingServer(uvicorn.Server):
@@ -60,7 +73,7 @@ def serve(settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        ws="websockets-sansio",
+        ws=_WebSocketProtocol,
         ws_max_size=settings.max_frame_bytes,
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=5,
