@@ -14,7 +14,9 @@ Each step the scheduler picks one batch of one kind, by these rules:
 3. A stream more than ``max_ahead_s`` of audio ahead of its playback clock waits; capacity goes where it is
    needed. A stream whose connection holds too much unsent audio waits too (backpressure).
 4. Nothing waits to fill a batch: whatever is ready runs now, up to ``max_batch``. Under load, work piles
-   up while a step runs, so the next batch is larger (continuous batching).
+   up while a step runs, so the next batch is larger (continuous batching). A sentence batch takes only
+   sentences of about the most urgent one's length (``sentence_length_ratio``), as it is padded to its
+   longest; windows have fixed shapes and batch freely.
 
 ``cancel`` removes a stream's queued work at once; the worker drops results for cancelled streams that were
 in flight. Admission control compares the demand (active streams) with the throughput the worker has
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -43,6 +45,9 @@ class SchedulerConfig:
     max_batch_sentences: int = 8
     max_ahead_s: float = 2.0
     """A stream this far ahead of its playback clock gets no more windows until the client catches up."""
+    sentence_length_ratio: float = 2.0
+    """Sentences batched together differ in text length by at most this factor, so that padding to the
+    longest wastes at most about half of a batch's sentence-stage work."""
     sentence_lead_windows: int = 1
     """Encode a stream's next sentence once it has at most this many windows left to decode."""
     admission_headroom: float = 0.8
@@ -227,9 +232,16 @@ class Scheduler:
         return not (stream.started and stream.deadline() - now >= self.config.max_ahead_s)
 
     def _sentence_batch(self, ready: list[StreamWork], voice: str) -> Batch:
+        """The most urgent sentence, and the next most urgent ones of about its length (a length bucket)."""
         chosen = sorted((s for s in ready if s.voice == voice), key=self._sentence_urgency)
+        lead = _length(chosen[0].segments[0])
+        ratio = self.config.sentence_length_ratio
         items: list[tuple[StreamWork, object]] = []
-        for stream in chosen[: self.config.max_batch_sentences]:
+        for stream in chosen:
+            if len(items) == self.config.max_batch_sentences:
+                break
+            if not lead / ratio <= _length(stream.segments[0]) <= lead * ratio:
+                continue
             stream.sentences_in_flight += 1
             items.append((stream, stream.segments.popleft()))
         return Batch(WorkKind.SENTENCES, voice, items)
@@ -259,6 +271,11 @@ class Scheduler:
     def _queued_ahead(self, stream: StreamWork, items: list[tuple[StreamWork, object]]) -> float:
         """Audio seconds this batch already holds for ``stream``."""
         return _audio_s(stream, (job for s, job in items if s is stream))
+
+
+def _length(segment: object) -> int:
+    """A segment's size for bucketing: its characters (at least 1)."""
+    return max(1, len(segment)) if isinstance(segment, Sized) else 1
 
 
 def _audio_s(stream: StreamWork, jobs: Iterable[object]) -> float:

@@ -221,3 +221,23 @@ def test_a_playing_stream_gets_its_next_window_before_its_next_sentence() -> Non
     run_windows(sched, 0.0)  # first audio out; one window left, so the next sentence is due too
     batch = sched.next_batch(0.1)
     assert batch is not None and batch.kind is WorkKind.WINDOWS  # the audio needed first goes first
+
+
+def test_sentences_batch_with_others_of_about_their_length() -> None:
+    sched = Scheduler(SchedulerConfig(max_batch_sentences=8, sentence_length_ratio=2.0))
+    texts = {1: "x" * 40, 2: "x" * 300, 3: "x" * 25, 4: "x" * 80, 5: "x" * 81}
+    for key, text in texts.items():
+        sched.add_stream(stream(key, created_at=key / 10))  # stream 1 is the most urgent
+        sched.add_segment(key, text)
+    first = sched.next_batch(1.0)
+    assert first is not None and first.kind is WorkKind.SENTENCES
+    assert [w.key for w, _ in first.items] == [1, 3, 4]  # 20 to 80 characters go with the 40 of stream 1
+    for work, _ in first.items:
+        sched.sentence_done(work, [])
+    second = sched.next_batch(1.0)
+    assert second is not None
+    assert [w.key for w, _ in second.items] == [2]  # 300 leads now; 81 is less than half of it
+    for work, _ in second.items:
+        sched.sentence_done(work, [])
+    third = sched.next_batch(1.0)
+    assert third is not None and [w.key for w, _ in third.items] == [5]
