@@ -178,10 +178,11 @@ class Scheduler:
             return math.inf
         return self._audio_s / self._busy_s * self.config.admission_headroom
 
-    def admits(self) -> bool:
-        """Streams with work count against capacity; an open stream waiting for text costs nothing, so a
+    def admits(self, now: float) -> bool:
+        """Streams with work, or with audio still playing (their next sentence is likely on its way), count
+        against capacity. An open stream that has played everything and waits for text costs nothing, so a
         client holding idle streams cannot lock everyone else out."""
-        busy = sum(1 for s in self._streams.values() if not s.idle())
+        busy = sum(1 for s in self._streams.values() if not s.idle() or s.deadline() > now)
         return busy < max(1.0, self.capacity_streams())
 
     # -- the decision --------------------------------------------------------------------------------

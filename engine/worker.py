@@ -240,7 +240,7 @@ class EngineWorker:
         defaults = model.default_params
         params = SynthesisParams(defaults.noise_scale, defaults.noise_w, defaults.length_scale / speed)
         with self._cond:
-            if not self._scheduler.admits():
+            if not self._scheduler.admits(self._clock()):
                 raise Overloaded("the server is at capacity; retry shortly", retry_after_s=1.0)
             work = StreamWork(
                 key=next(self._keys),

@@ -182,13 +182,28 @@ def test_admission_follows_measured_capacity() -> None:
     assert sched.capacity_streams() == pytest.approx(2.0)
     sched.add_stream(stream(1))
     sched.add_segment(1, "Busy.")
-    assert sched.admits()
-    sched.add_stream(stream(2))
-    assert sched.admits()  # an open stream with no text costs nothing
+    assert sched.admits(0.0)
+    sched.add_stream(stream(2, created_at=-5.0))
+    assert sched.admits(0.0)  # an open stream with no text costs nothing
     sched.add_segment(2, "Busy too.")
-    assert not sched.admits()
+    assert not sched.admits(0.0)
     sched.remove_stream(2)
-    assert sched.admits()
+    assert sched.admits(0.0)
+
+
+def test_a_stream_still_playing_counts_against_capacity_until_its_audio_has_played() -> None:
+    sched = Scheduler(SchedulerConfig(admission_headroom=1.0))
+    sched.record_step(busy_s=1.0, audio_s=2.0)  # 2 streams in real time
+    playing = stream(2)
+    sched.add_stream(playing)
+    windows(playing, 2)
+    run_windows(sched, 10.0)
+    run_windows(sched, 10.0)  # both of its windows: 1 s of audio, playing from t = 10 s until 11 s
+    assert playing.idle()
+    sched.add_stream(stream(1))
+    sched.add_segment(1, "Busy.")
+    assert not sched.admits(10.5)  # no queued work, but its listener is still playing: it counts
+    assert sched.admits(11.5)  # played out and waiting for text: it costs nothing
 
 
 def test_batches_hold_one_voice() -> None:

@@ -166,7 +166,7 @@ BAD_FRAMES = [
     msgpack.packb({"type": "start", "stream": "s", "sample_rate": 2**64 - 1}),
     msgpack.packb({"type": "start", "stream": "s", "voice": "nobody"}),
     msgpack.packb({"type": "start", "stream": "s", "words": msgpack.ExtType(1, b"x")}),
-    msgpack.packb({"type": "text", "stream": "s", "text": "x" * 100_000}),
+    msgpack.packb({"type": "text", "stream": "t", "text": "x" * 100_000}),  # "s" was refused: ignored
     msgpack.packb({"type": "x" * 100_000}),
 ]
 
