@@ -52,6 +52,8 @@ class SchedulerConfig:
     """Encode a stream's next sentence once it has at most this many windows left to decode."""
     admission_headroom: float = 0.8
     """Admit streams up to this fraction of the measured real-time capacity."""
+    admission_grace_s: float = 2.0
+    """An idle stream counts against capacity until this long after its audio has played (or it opened)."""
     capacity_window_s: float = 10.0
     """Throughput is measured over roughly this much recent compute time."""
 
@@ -179,10 +181,14 @@ class Scheduler:
         return self._audio_s / self._busy_s * self.config.admission_headroom
 
     def admits(self, now: float) -> bool:
-        """Streams with work, or with audio still playing (their next sentence is likely on its way), count
-        against capacity. An open stream that has played everything and waits for text costs nothing, so a
+        """Whether a new stream fits in the measured capacity.
+
+        A stream counts while it has work, and until ``admission_grace_s`` after its audio has played out
+        (or after it opened, before any audio): its text is likely on its way, and a burst of ``start``s
+        must not all be admitted before any of them has text. A stream idle for longer costs nothing, so a
         client holding idle streams cannot lock everyone else out."""
-        busy = sum(1 for s in self._streams.values() if not s.idle() or s.deadline() > now)
+        grace = self.config.admission_grace_s
+        busy = sum(1 for s in self._streams.values() if not s.idle() or s.deadline() + grace > now)
         return busy < max(1.0, self.capacity_streams())
 
     # -- the decision --------------------------------------------------------------------------------

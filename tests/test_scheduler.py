@@ -184,7 +184,7 @@ def test_admission_follows_measured_capacity() -> None:
     sched.add_segment(1, "Busy.")
     assert sched.admits(0.0)
     sched.add_stream(stream(2, created_at=-5.0))
-    assert sched.admits(0.0)  # an open stream with no text costs nothing
+    assert sched.admits(0.0)  # an open stream that has had no text for seconds costs nothing
     sched.add_segment(2, "Busy too.")
     assert not sched.admits(0.0)
     sched.remove_stream(2)
@@ -202,8 +202,20 @@ def test_a_stream_still_playing_counts_against_capacity_until_its_audio_has_play
     assert playing.idle()
     sched.add_stream(stream(1))
     sched.add_segment(1, "Busy.")
+    grace = sched.config.admission_grace_s
     assert not sched.admits(10.5)  # no queued work, but its listener is still playing: it counts
-    assert sched.admits(11.5)  # played out and waiting for text: it costs nothing
+    assert not sched.admits(11.0 + grace / 2)  # just played out: its next text is likely on its way
+    assert sched.admits(11.0 + grace * 2)  # waiting for text long after: it costs nothing
+
+
+def test_a_burst_of_new_streams_counts_before_their_text_arrives() -> None:
+    sched = Scheduler(SchedulerConfig(admission_headroom=1.0))
+    sched.record_step(busy_s=1.0, audio_s=2.0)  # 2 streams in real time
+    sched.add_stream(stream(1, created_at=5.0))
+    assert sched.admits(5.0)
+    sched.add_stream(stream(2, created_at=5.0))
+    assert not sched.admits(5.0)  # two just opened, no text yet: full
+    assert sched.admits(5.0 + sched.config.admission_grace_s * 2)  # both silent since: free again
 
 
 def test_batches_hold_one_voice() -> None:
