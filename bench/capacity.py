@@ -397,6 +397,15 @@ def machine() -> str:
     return f"{platform.node()}: {model}, {os.cpu_count()} CPUs; load average before the run {load}"
 
 
+def add_token_rate_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--token-rate",
+        type=float,
+        default=TOKEN_RATE,
+        help=f"text tokens per second per stream (default {TOKEN_RATE:g})",
+    )
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -412,12 +421,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds per step, ramp included (default 30)")
     parser.add_argument("--ramp", type=float, default=5.0, help="ramp-up seconds per step (default 5)")
     parser.add_argument("--cancel-rate", type=float, default=0.1, help="barge-in fraction (default 0.1)")
-    parser.add_argument(
-        "--token-rate",
-        type=float,
-        default=TOKEN_RATE,
-        help=f"text tokens per second per stream (default {TOKEN_RATE:g})",
-    )
+    add_token_rate_argument(parser)
     parser.add_argument("--sentences", type=int, default=3, help="sentences per reply (default 3)")
     parser.add_argument("--streams-per-conn", type=int, default=1)
     parser.add_argument("--procs", type=int, default=1, help="load generator processes (default 1)")

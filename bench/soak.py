@@ -33,8 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.capacity import (
-    TOKEN_RATE,
     LoadShape,
+    add_token_rate_argument,
     capacity_bounds,
     fetch_metrics,
     machine,
@@ -269,12 +269,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--capacity", type=int, help="measured capacity in streams (default: measure it)")
     parser.add_argument("--load-fraction", type=float, default=0.8, help="of capacity (default 0.8)")
     parser.add_argument("--cancel-rate", type=float, default=0.2, help="barge-in fraction (default 0.2)")
-    parser.add_argument(
-        "--token-rate",
-        type=float,
-        default=TOKEN_RATE,
-        help=f"text tokens per second per stream (default {TOKEN_RATE:g})",
-    )
+    add_token_rate_argument(parser)
     parser.add_argument("--device", default="cpu", help="the server's --device (default cpu)")
     parser.add_argument("--json", type=Path, help="also write the samples and figures here")
     return parser.parse_args(argv)
