@@ -34,7 +34,6 @@ import platform
 import re
 import sys
 import time
-import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,23 +79,11 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime (fields 14 and 15)
 
 
-def fetch_metrics(url: str) -> dict[str, float]:
-    """A server's Prometheus metrics as {'name{labels}': value}."""
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
-        text = response.read().decode()
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
-
-
 def wait_idle(server: ServerProcess, timeout_s: float = IDLE_TIMEOUT_S) -> dict[str, float]:
     """Poll /metrics until no stream, stream task or connection is left; the metrics then."""
     deadline = time.monotonic() + timeout_s
     while True:
-        metrics = fetch_metrics(server.http_url)
+        metrics = server.metrics()
         busy = {
             name: metrics.get(name, 0.0)
             for name in ("voxwire_streams_active", "voxwire_stream_tasks", "voxwire_connections")
@@ -216,7 +203,7 @@ def run_step(server: ServerProcess, mode: str, streams: int, shape: LoadShape) -
     wall_s = time.perf_counter() - started
     server_cpu = process_cpu_s(server.proc.pid) - server_cpu
     client_cpu = process_cpu_s(os.getpid()) - client_cpu
-    after = fetch_metrics(server.http_url)
+    after = server.metrics()
     step = StepResult(
         mode=mode,
         streams=streams,
@@ -267,7 +254,7 @@ def run_mode(
                 step = run_step(server, mode, middle, shape)
                 steps.append(step)
                 low, high = (middle, high) if step.holds else (low, middle)
-        estimate = fetch_metrics(server.http_url).get("voxwire_engine_capacity_streams")
+        estimate = server.metrics().get("voxwire_engine_capacity_streams")
     return ModeResult(sorted(steps, key=lambda s: s.streams), estimate)
 
 

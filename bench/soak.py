@@ -36,7 +36,6 @@ from bench.capacity import (
     LoadShape,
     add_token_rate_argument,
     capacity_bounds,
-    fetch_metrics,
     machine,
     markdown,
     process_cpu_s,
@@ -113,7 +112,7 @@ class Sampler:
         rss_mib, threads = read_status(self._pid)
         kinds = fd_kinds(self._pid)
         now, cpu_s = time.perf_counter(), process_cpu_s(self._pid)
-        metrics = fetch_metrics(self._server.http_url)
+        metrics = self._server.metrics()
         cpu_pct = None
         if self._last is not None:
             cpu_pct = 100 * (cpu_s - self._last[1]) / (now - self._last[0])

@@ -33,6 +33,19 @@ def run_windows(sched: Scheduler, now: float) -> list[tuple[int, str]]:
     return [(work.key, job.name) for work, job in batch.items]  # type: ignore[attr-defined]
 
 
+def two_sentences_first_encoded(windows_of_first: list[str]) -> Scheduler:
+    """One stream with two sentences queued, the first encoded into these windows; one window per batch."""
+    sched = Scheduler(SchedulerConfig(sentence_lead_windows=1, max_batch_windows=1, max_ahead_s=100))
+    s = stream(1)
+    sched.add_stream(s)
+    sched.add_segment(1, "First.")
+    sched.add_segment(1, "Second.")
+    batch = sched.next_batch(0.0)
+    assert batch is not None and batch.kind is WorkKind.SENTENCES
+    sched.sentence_done(s, [Job(name) for name in windows_of_first])
+    return sched
+
+
 def test_nothing_to_do_gives_no_batch() -> None:
     sched = Scheduler()
     sched.add_stream(stream(1))
@@ -144,14 +157,7 @@ def test_cancel_removes_queued_work_and_in_flight_results_are_ignored() -> None:
 
 
 def test_next_sentence_is_encoded_before_the_current_one_runs_out() -> None:
-    sched = Scheduler(SchedulerConfig(sentence_lead_windows=1, max_batch_windows=1, max_ahead_s=100))
-    s = stream(1)
-    sched.add_stream(s)
-    sched.add_segment(1, "First.")
-    sched.add_segment(1, "Second.")
-    batch = sched.next_batch(0.0)
-    assert batch is not None and batch.kind is WorkKind.SENTENCES
-    sched.sentence_done(s, [Job("a"), Job("b"), Job("c")])
+    sched = two_sentences_first_encoded(["a", "b", "c"])
     run_windows(sched, 0.0)
     run_windows(sched, 0.0)  # one window left: the next sentence becomes due, after that window
     assert run_windows(sched, 0.0) == [(1, "c")]
@@ -237,14 +243,7 @@ def test_duplicate_stream_key_is_refused() -> None:
 
 
 def test_a_playing_stream_gets_its_next_window_before_its_next_sentence() -> None:
-    sched = Scheduler(SchedulerConfig(sentence_lead_windows=1, max_batch_windows=1, max_ahead_s=100))
-    s = stream(1)
-    sched.add_stream(s)
-    sched.add_segment(1, "First.")
-    sched.add_segment(1, "Second.")
-    batch = sched.next_batch(0.0)
-    assert batch is not None and batch.kind is WorkKind.SENTENCES
-    sched.sentence_done(s, [Job("a"), Job("b")])
+    sched = two_sentences_first_encoded(["a", "b"])
     run_windows(sched, 0.0)  # first audio out; one window left, so the next sentence is due too
     batch = sched.next_batch(0.1)
     assert batch is not None and batch.kind is WorkKind.WINDOWS  # the audio needed first goes first
