@@ -1,6 +1,6 @@
 """Capacity: how many concurrent realtime streams one voxwire server holds, with batching on and off.
 
-For each mode it starts ``python -m server`` on a free port (batching on: ``--max-batch 8``, the GPU
+For each mode it starts ``python -m voxwire.server`` on a free port (batching on: ``--max-batch 8``, the GPU
 default; batching off: ``--max-batch 1``, one request at a time, the way other TTS servers work, and the CPU
 default) and, for each concurrent stream count, runs ``voxwire loadtest`` (``run_load``) against it: every
 stream slot speaks one reply of about three sentences after another, fed as LLM-like tokens, with a barge-in
@@ -39,11 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from loadtest import LoadConfig, LoadReport, Outcome, run_load
-from loadtest.corpus import BUILTIN_REPLIES
-from tests.server_process import ServerProcess
+from voxwire.loadtest import LoadConfig, LoadReport, Outcome, run_load
+from voxwire.loadtest.corpus import BUILTIN_REPLIES
+from voxwire.server.process import ServerProcess
 
 CPU_STREAMS = (1, 2, 4, 8, 16)
 CUDA_STREAMS = (1, 10, 100, 300, 1000, 2000)
@@ -241,7 +239,7 @@ def run_mode(
 ) -> ModeResult:
     """The steps of one mode in ascending order, then (with ``refine``) a bisection of the capacity."""
     flags = server_flags(device, max(counts), (*MODES[mode], *extra))
-    print(f"mode {mode}: python -m server {' '.join(flags)}", file=sys.stderr, flush=True)
+    print(f"mode {mode}: python -m voxwire.server {' '.join(flags)}", file=sys.stderr, flush=True)
     steps: list[StepResult] = []
     with ServerProcess(*flags) as server:
         warm_up(server, shape)

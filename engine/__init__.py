@@ -7,10 +7,10 @@ import os
 # piper import; an operator's own value wins.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-from engine.latent import Latent, SynthesisParams
-from engine.loader import BUNDLED_VOICE, load_voice
-from engine.voice import Voice, VoiceInfo
-from engine.windows import WindowSpec, plan_windows
+from voxwire.engine.latent import Latent, SynthesisParams
+from voxwire.engine.loader import BUNDLED_VOICE, load_voice
+from voxwire.engine.voice import Voice, VoiceInfo
+from voxwire.engine.windows import WindowSpec, plan_windows
 
 __all__ = [
     "BUNDLED_VOICE",

@@ -29,8 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import VitsConfig
-
-from engine.channels_last import Conv1d, ConvTranspose1d, time_major
+from voxwire.engine.channels_last import Conv1d, ConvTranspose1d, time_major
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import torch
 from transformers import VitsModel, VitsTokenizer
-
-from engine.decoder import WindowDecoder
-from engine.latent import SynthesisParams
-from engine.sentence_stage import SentenceStage
-from engine.voice import Voice, VoiceInfo
+from voxwire.engine.decoder import WindowDecoder
+from voxwire.engine.latent import SynthesisParams
+from voxwire.engine.sentence_stage import SentenceStage
+from voxwire.engine.voice import Voice, VoiceInfo
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 

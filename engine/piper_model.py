@@ -32,10 +32,9 @@ from transformers.models.vits.modeling_vits import (
     VitsStochasticDurationPredictor,
     VitsTextEncoder,
 )
-
-from engine.decoder import WindowDecoder
-from engine.onnx_weights import ConvAttrs, OnnxWeights
-from engine.sentence_stage import SentenceStage, fold_weight_norm
+from voxwire.engine.decoder import WindowDecoder
+from voxwire.engine.onnx_weights import ConvAttrs, OnnxWeights
+from voxwire.engine.sentence_stage import SentenceStage, fold_weight_norm
 
 M = TypeVar("M", bound=nn.Module)
 

@@ -7,11 +7,10 @@ import wave
 from pathlib import Path
 
 import torch
-
-from engine.latent import SynthesisParams
-from engine.loader import load_voice
-from engine.voice import Voice
-from engine.windows import plan_windows
+from voxwire.engine.latent import SynthesisParams
+from voxwire.engine.loader import load_voice
+from voxwire.engine.voice import Voice
+from voxwire.engine.windows import plan_windows
 
 
 def say(

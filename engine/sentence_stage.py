@@ -31,10 +31,9 @@ from transformers.models.vits.modeling_vits import (
     VitsStochasticDurationPredictor,
     VitsTextEncoder,
 )
-
-from engine.channels_last import convert_convs
-from engine.conv_flow import inverse_conv_flow
-from engine.latent import Latent, SynthesisParams
+from voxwire.engine.channels_last import convert_convs
+from voxwire.engine.conv_flow import inverse_conv_flow
+from voxwire.engine.latent import Latent, SynthesisParams
 
 
 class SentenceStage(nn.Module):

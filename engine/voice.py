@@ -7,11 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from engine.decoder import WindowDecoder
-from engine.latent import Latent, SynthesisParams
-from engine.sentence_stage import SentenceStage
-from engine.windows import WindowSpec
+from voxwire.engine.decoder import WindowDecoder
+from voxwire.engine.latent import Latent, SynthesisParams
+from voxwire.engine.sentence_stage import SentenceStage
+from voxwire.engine.windows import WindowSpec
 
 _INT16_MAX = 32767.0
 

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from engine.latent import Latent, SynthesisParams
-from engine.memory import release_free_memory
-from engine.scheduler import Batch, Scheduler, SchedulerConfig, StreamWork, WorkKind
-from engine.voice import Voice, VoiceInfo
-from engine.windows import WindowSpec, plan_windows
+from voxwire.engine.latent import Latent, SynthesisParams
+from voxwire.engine.memory import release_free_memory
+from voxwire.engine.scheduler import Batch, Scheduler, SchedulerConfig, StreamWork, WorkKind
+from voxwire.engine.voice import Voice, VoiceInfo
+from voxwire.engine.windows import WindowSpec, plan_windows
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""`python -m loadtest`: the same as `voxwire loadtest`."""
+"""`python -m voxwire.loadtest`: the same as `voxwire loadtest`."""
 
 from .cli import main
 

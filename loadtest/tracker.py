@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from protocol import Chunk, Done, DoneReason, Error, Hello, ProtocolError, ServerFrame
+from voxwire.protocol import Chunk, Done, DoneReason, Error, Hello, ProtocolError, ServerFrame
 
 from .playback import ChunkArrival, inter_chunk_gaps, simulate_playback
 from .results import Outcome, StreamRecord, Violation

@@ -1,7 +1,7 @@
-"""``python -m server [flags]``: the same as ``voxwire serve [flags]``."""
+"""``python -m voxwire.server [flags]``: the same as ``voxwire serve [flags]``."""
 
 import sys
 
-from server.cli import main
+from voxwire.server.cli import main
 
 sys.exit(main(["serve", *sys.argv[1:]]))

@@ -22,15 +22,24 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
+from voxwire.engine.loader import load_voice
+from voxwire.engine.scheduler import SchedulerConfig, WorkKind
+from voxwire.engine.worker import EngineWorker
+from voxwire.protocol import (
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    Error,
+    ErrorCode,
+    Hello,
+    Limits,
+    VoiceInfo,
+    encode,
+)
+from voxwire.server.connection import Connection
+from voxwire.server.metrics import Metrics
+from voxwire.server.settings import Settings
 
-from engine.loader import load_voice
-from engine.scheduler import SchedulerConfig, WorkKind
-from engine.worker import EngineWorker
-from protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Error, ErrorCode, Hello, Limits, VoiceInfo, encode
-from server import __version__
-from server.connection import Connection
-from server.metrics import Metrics
-from server.settings import Settings
+from voxwire import __version__
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +231,7 @@ async def metrics(request: Request) -> Response:
 
 
 def _web_dir() -> Path | None:
-    path = Path(str(resources.files("web")))
+    path = Path(str(resources.files("voxwire.web")))
     return path if (path / "index.html").is_file() else None
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from server.settings import add_arguments, build_settings
+from voxwire.server.settings import add_arguments, build_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,12 +27,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["loadtest"]:
-        from loadtest.cli import main as loadtest_main
+        from voxwire.loadtest.cli import main as loadtest_main
 
         return loadtest_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "serve":
-        from server.run import serve
+        from voxwire.server.run import serve
 
         try:
             settings = build_settings(args)
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"voxwire serve: {error}", file=sys.stderr)
             return 2
         return serve(settings)
-    from engine.say import say
+    from voxwire.engine.say import say
 
     say(args.text, args.output, voice=args.voice, device=args.device, stream=args.stream)
     return 0

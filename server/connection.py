@@ -18,9 +18,8 @@ from collections.abc import Callable
 from typing import assert_never
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
-
-from engine.worker import AudioBudget, EngineWorker, Overloaded, UnknownVoice
-from protocol import (
+from voxwire.engine.worker import AudioBudget, EngineWorker, Overloaded, UnknownVoice
+from voxwire.protocol import (
     Cancel,
     ClientFrame,
     Error,
@@ -33,12 +32,12 @@ from protocol import (
     decode_client,
     encode,
 )
-from protocol._checks import show
-from server.metrics import Metrics
-from server.outbox import Outbox
-from server.segmenter import SegmenterConfig, SentenceSegmenter
-from server.settings import Settings
-from server.stream import StreamSession
+from voxwire.protocol._checks import show
+from voxwire.server.metrics import Metrics
+from voxwire.server.outbox import Outbox
+from voxwire.server.segmenter import SegmenterConfig, SentenceSegmenter
+from voxwire.server.settings import Settings
+from voxwire.server.stream import StreamSession
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,8 @@ from typing import Any
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-
-from server.app import Hub, create_app
-from server.settings import Settings
+from voxwire.server.app import Hub, create_app
+from voxwire.server.settings import Settings
 
 log = logging.getLogger(__name__)
 

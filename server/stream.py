@@ -15,12 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import soxr
-
-from engine.worker import EngineError, EngineStream
-from protocol import Chunk, Done, DoneReason, Error, ErrorCode, encode
-from server.metrics import Metrics
-from server.outbox import Outbox
-from server.segmenter import SentenceSegmenter
+from voxwire.engine.worker import EngineError, EngineStream
+from voxwire.protocol import Chunk, Done, DoneReason, Error, ErrorCode, encode
+from voxwire.server.metrics import Metrics
+from voxwire.server.outbox import Outbox
+from voxwire.server.segmenter import SentenceSegmenter
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 import hypothesis  # noqa: F401
 import pytest
 import torch
-
-from tests.server_process import ServerProcess
+from voxwire.server.process import ServerProcess
 
 # hypothesis is imported above, at collection, for its pytest plugin's sake: the plugin imports it lazily at
 # the end of a run, and on CPython 3.11.7 compiling a module that late (after the live-server tests) can fail

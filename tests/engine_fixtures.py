@@ -7,10 +7,9 @@ import itertools
 import numpy as np
 from piper import PiperVoice
 from piper.config import SynthesisConfig
-
-from engine.latent import Latent
-from engine.voice import Voice
-from engine.windows import WindowSpec
+from voxwire.engine.latent import Latent
+from voxwire.engine.voice import Voice
+from voxwire.engine.windows import WindowSpec
 
 # Varied sentences for the audio comparisons (short, long, questions, numbers, lists, quotes).
 SPEECH = [

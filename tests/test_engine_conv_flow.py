@@ -6,8 +6,7 @@ import pytest
 import torch
 from transformers import VitsConfig
 from transformers.models.vits.modeling_vits import VitsConvFlow
-
-from engine.conv_flow import inverse_conv_flow
+from voxwire.engine.conv_flow import inverse_conv_flow
 
 
 @pytest.mark.parametrize("spread", [0.5, 4.0])  # at 4.0 many inputs lie beyond the tail bound (5)

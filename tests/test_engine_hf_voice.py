@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 from transformers import VitsConfig, VitsModel, VitsTokenizer
+from voxwire.engine.latent import SynthesisParams
+from voxwire.engine.loader import load_voice
+from voxwire.engine.voice import Voice
+from voxwire.engine.windows import plan_windows
 
-from engine.latent import SynthesisParams
-from engine.loader import load_voice
-from engine.voice import Voice
-from engine.windows import plan_windows
 from tests.engine_fixtures import as_float, rel_l2
 
 VOCAB = {c: i for i, c in enumerate("_ abcdefghijklmnopqrstuvwxyz'")}

@@ -6,11 +6,10 @@ import wave
 from pathlib import Path
 
 import pytest
-
-from engine.loader import load_voice
-from engine.say import say
-from engine.voice import Voice
-from engine.windows import plan_windows
+from voxwire.engine.loader import load_voice
+from voxwire.engine.say import say
+from voxwire.engine.voice import Voice
+from voxwire.engine.windows import plan_windows
 
 
 @pytest.fixture(scope="module")

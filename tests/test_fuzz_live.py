@@ -37,9 +37,8 @@ from typing import Any, TypeAlias
 
 import msgpack
 import pytest
-from websockets.exceptions import ConnectionClosed
-
-from protocol import (
+from voxwire.loadtest.recorder import RecordingClient
+from voxwire.protocol import (
     Cancel,
     Chunk,
     Done,
@@ -54,8 +53,10 @@ from protocol import (
     decode_server,
     encode,
 )
-from tests.server_process import ServerProcess
-from tests.ws_client import Client, assert_contiguous, http_status, wait_until
+from voxwire.server.process import ServerProcess
+from websockets.exceptions import ConnectionClosed
+
+from tests.ws_client import assert_contiguous, http_status, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -368,7 +369,7 @@ def codec_reply(case: Case, voice: str, refused: set[str]) -> Reply | None:
     return _error(ErrorCode.UNKNOWN_STREAM, frame.stream)
 
 
-async def recv_frame(client: Client) -> ServerFrame:
+async def recv_frame(client: RecordingClient) -> ServerFrame:
     return decode_server(await asyncio.wait_for(client.ws.recv(), REPLY_TIMEOUT_S))
 
 
@@ -390,7 +391,7 @@ class Tally:
             assert frame.message.strip(), frame
 
 
-async def fuzz_garbage(client: Client, rng: random.Random, frames: int, tally: Tally) -> set[str]:
+async def fuzz_garbage(client: RecordingClient, rng: random.Random, frames: int, tally: Tally) -> set[str]:
     """Send ``frames`` garbage frames and check each reply; return the ids of the starts it got refused."""
     generator = GarbageGenerator(rng, client.hello)
     voice = client.hello.voices[0].id
@@ -536,7 +537,7 @@ class ChunkTracker:
 
 class SequenceFuzzer:
     def __init__(
-        self, client: Client, rng: random.Random, tally: Tally, *, spoken: bool, refused: set[str]
+        self, client: RecordingClient, rng: random.Random, tally: Tally, *, spoken: bool, refused: set[str]
     ) -> None:
         self.client = client
         self.rng = rng
@@ -729,7 +730,7 @@ class SequenceFuzzer:
 async def fuzz_connection(
     url: str, seed: int, tally: Tally, garbage: int, sequence: int, spoken: bool
 ) -> None:
-    client = await Client.open(url)
+    client = await RecordingClient.open(url)
     rng = random.Random(seed)
     try:
         refused = await fuzz_garbage(client, rng, garbage, tally)
@@ -747,7 +748,7 @@ async def fuzz_concurrently(url: str, tally: Tally, garbage: int, sequence: int,
     )
 
 
-async def expect_close(client: Client, code: int) -> None:
+async def expect_close(client: RecordingClient, code: int) -> None:
     with pytest.raises(ConnectionClosed) as closed:
         while True:
             frame = await recv_frame(client)
@@ -762,7 +763,7 @@ async def fuzz_frame_limit(url: str, tally: Tally) -> None:
         lambda limit: [b"\xc1" * (limit // 2), b"\xc1" * (limit // 2 + 1)],  # fragments add up
         lambda limit: "x" * (limit + 1),  # a text message
     ):
-        client = await Client.open(url)
+        client = await RecordingClient.open(url)
         limit = client.hello.limits.max_frame_bytes
         await client.ws.send(b"\xc1" * limit)
         frame = await recv_frame(client)
@@ -776,7 +777,7 @@ async def fuzz_frame_limit(url: str, tally: Tally) -> None:
 async def invalid_utf8_text_message_closes_with_1007(url: str) -> None:
     """A text message that is not UTF-8 breaks the WebSocket layer itself (RFC 6455 section 8.1), below
     voxwire's frames: the server closes with 1007 and carries on."""
-    client = await Client.open(url)
+    client = await RecordingClient.open(url)
     await client.ws.send(b"\xff\xfe", text=True)
     await expect_close(client, 1007)
 
@@ -798,7 +799,7 @@ def error_counts(server: ServerProcess) -> Counter[str]:
 
 
 async def speak_to_the_end(url: str, stream: str) -> None:
-    client = await Client.open(url)
+    client = await RecordingClient.open(url)
     await client.send(Start(stream=stream))
     await client.send(Text(stream=stream, text="The server is still fine after all that.", final=True))
     result = await client.until_done(stream)
@@ -852,7 +853,7 @@ async def test_fuzzed_frames_are_each_answered_and_the_server_survives(live_serv
 
 
 async def test_an_error_that_ends_a_stream_is_counted_once(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     before = error_counts(live_server)
     await client.send(Start(stream="twice"))
     await client.send(Start(stream="twice"))  # stream_exists: an error frame, then done reason error

@@ -1,10 +1,9 @@
 """Load run settings: validation, the layout of slots over connections and processes, the CLI's mapping."""
 
 import pytest
-
-from loadtest.cli import build_parser, config_from_args
-from loadtest.config import ConnectionPlan, LoadConfig, TokenPlacement, plan_connections
-from loadtest.corpus import BUILTIN_REPLIES
+from voxwire.loadtest.cli import build_parser, config_from_args
+from voxwire.loadtest.config import ConnectionPlan, LoadConfig, TokenPlacement, plan_connections
+from voxwire.loadtest.corpus import BUILTIN_REPLIES
 
 URL = "ws://127.0.0.1:8000/v1/ws"
 

@@ -6,11 +6,10 @@ from collections import Counter
 from typing import Any
 
 import pytest
-
-from loadtest.config import LoadConfig
-from loadtest.progress import ProgressBoard, ProgressSnapshot
-from loadtest.report import RECORDS_IN_JSON_LIMIT, LoadReport
-from loadtest.results import Outcome, RunResult, StreamRecord
+from voxwire.loadtest.config import LoadConfig
+from voxwire.loadtest.progress import ProgressBoard, ProgressSnapshot
+from voxwire.loadtest.report import RECORDS_IN_JSON_LIMIT, LoadReport
+from voxwire.loadtest.results import Outcome, RunResult, StreamRecord
 
 CONFIG = LoadConfig(url="ws://127.0.0.1:9/v1/ws", streams=4, duration_s=10, token="secret-token")
 

@@ -17,12 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.asyncio.server import Request, ServerConnection, serve
-
-from loadtest.config import LoadConfig, TokenPlacement
-from loadtest.results import Outcome
-from loadtest.runner import run_load
-from protocol import (
+from voxwire.loadtest.config import LoadConfig, TokenPlacement
+from voxwire.loadtest.results import Outcome
+from voxwire.loadtest.runner import run_load
+from voxwire.protocol import (
     Cancel,
     Chunk,
     Done,
@@ -36,6 +34,7 @@ from protocol import (
     decode_client,
     encode,
 )
+from websockets.asyncio.server import Request, ServerConnection, serve
 
 RATE = 8000
 REPO = Path(__file__).resolve().parents[1]
@@ -285,7 +284,7 @@ async def test_the_command_line_prints_the_table_writes_json_and_fails_on_violat
     out = tmp_path / "report.json"
     async with serving(FakeServer(skip_seq=True)) as url:
         process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "loadtest", "--url", url, "--streams", "1", "--duration", "0.3"),
+            *(sys.executable, "-m", "voxwire.loadtest", "--url", url, "--streams", "1", "--duration", "0.3"),
             *("--token-rate", "500", "--json", str(out)),
             cwd=REPO,
             stdout=asyncio.subprocess.PIPE,

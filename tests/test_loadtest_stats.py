@@ -3,11 +3,11 @@
 from collections import Counter
 
 import pytest
+from voxwire.loadtest.config import LoadConfig
+from voxwire.loadtest.report import LoadReport
+from voxwire.loadtest.results import Outcome, RunResult, StreamRecord, merge_results
+from voxwire.loadtest.stats import Distribution, percentile
 
-from loadtest.config import LoadConfig
-from loadtest.report import LoadReport
-from loadtest.results import Outcome, RunResult, StreamRecord, merge_results
-from loadtest.stats import Distribution, percentile
 from tests.test_loadtest_report import record
 
 

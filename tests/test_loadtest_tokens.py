@@ -6,9 +6,8 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from loadtest.corpus import BUILTIN_REPLIES, read_texts
-from loadtest.tokens import MAX_TOKEN_CHARS, split_tokens
+from voxwire.loadtest.corpus import BUILTIN_REPLIES, read_texts
+from voxwire.loadtest.tokens import MAX_TOKEN_CHARS, split_tokens
 
 TRICKY = [
     "",

@@ -3,10 +3,9 @@
 from collections import Counter
 
 import pytest
-
-from loadtest.results import Outcome
-from loadtest.tracker import ConnectionTracker, StreamState
-from protocol import Chunk, Done, Error, ErrorCode, Hello, Limits, ProtocolError, VoiceInfo
+from voxwire.loadtest.results import Outcome
+from voxwire.loadtest.tracker import ConnectionTracker, StreamState
+from voxwire.protocol import Chunk, Done, Error, ErrorCode, Hello, Limits, ProtocolError, VoiceInfo
 
 RATE = 10_000  # so that a chunk of 1000 samples plays for 0.1 s
 HELLO = Hello(

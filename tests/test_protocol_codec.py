@@ -8,8 +8,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from protocol import (
+from voxwire.protocol import (
     MAX_CONTAINER_ITEMS,
     Cancel,
     Chunk,

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
-from protocol import ErrorCode, ProtocolError, Start, StreamPhase, StreamTable, Text
+from voxwire.protocol import ErrorCode, ProtocolError, Start, StreamPhase, StreamTable, Text
 
 
 def refused(code: ErrorCode, action: Callable[..., object], *args: object) -> ProtocolError:

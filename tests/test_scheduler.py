@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-
-from engine.scheduler import Scheduler, SchedulerConfig, StreamWork, WorkKind
+from voxwire.engine.scheduler import Scheduler, SchedulerConfig, StreamWork, WorkKind
 
 RATE = 1000  # samples per second: one window of 500 samples is half a second of audio
 

@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterator
 
 import msgpack
 import pytest
+from voxwire.loadtest.recorder import RecordingClient
+from voxwire.protocol import Error, ErrorCode, Start, Text
+from voxwire.server.process import ServerProcess
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from protocol import Error, ErrorCode, Start, Text
-from tests.server_process import ServerProcess
-from tests.ws_client import Client, http_status, wait_until
+from tests.ws_client import http_status, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +47,7 @@ async def refused_status(url: str, **kwargs: object) -> int:
 
 async def assert_serves(url: str, **kwargs: object) -> None:
     """The handshake succeeds and the connection speaks protocol v1: hello, then an answer to a frame."""
-    client = await Client.open(url, **kwargs)
+    client = await RecordingClient.open(url, **kwargs)
     assert client.hello.protocol == 1
     await client.ws.send(msgpack.packb({"type": "cancel", "stream": "nothing-here"}))
     error = await client.error()
@@ -181,7 +182,7 @@ def assert_nothing_leaks(error: Error) -> None:
 
 
 async def test_error_messages_reveal_no_internals(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     for frame in BAD_FRAMES:
         await client.ws.send(frame)
         assert_nothing_leaks(await client.error())
@@ -198,7 +199,7 @@ async def test_error_messages_reveal_no_internals(live_server: ServerProcess) ->
 
 
 async def test_a_huge_value_is_not_echoed_back(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     await client.ws.send(msgpack.packb({"type": "start", "stream": "s", "voice": "v" * 100_000}))
     error = await client.error()
     await client.close()
@@ -260,7 +261,9 @@ async def test_a_client_that_floods_bad_frames_without_reading_cannot_make_the_s
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", live_server.port))
-    client = await Client.open(live_server.ws_url, sock=sock, max_queue=1)  # reads the hello, then no more
+    client = await RecordingClient.open(
+        live_server.ws_url, sock=sock, max_queue=1
+    )  # reads the hello, then no more
 
     async def flood() -> None:
         for _ in range(FLOOD_FRAMES // FLOOD_BATCH):

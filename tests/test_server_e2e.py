@@ -11,12 +11,13 @@ import socket
 import msgpack
 import numpy as np
 import pytest
+from voxwire.loadtest.recorder import RecordingClient
+from voxwire.protocol import Cancel, Chunk, Error, ErrorCode, Start, Text, decode_server
+from voxwire.server.process import ServerProcess
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from protocol import Cancel, Chunk, Error, ErrorCode, Start, Text, decode_server
-from tests.server_process import ServerProcess
-from tests.ws_client import Client, assert_contiguous, http_status, wait_until
+from tests.ws_client import assert_contiguous, http_status, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -41,13 +42,13 @@ def engine_idle(server: ServerProcess) -> bool:
     )
 
 
-async def speak(client: Client, stream: str, text: str, **start: object) -> None:
+async def speak(client: RecordingClient, stream: str, text: str, **start: object) -> None:
     await client.send(Start(stream=stream, **start))  # type: ignore[arg-type]
     await client.send(Text(stream=stream, text=text, final=True))
 
 
 async def test_hello_comes_first_and_describes_the_server(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     hello = client.hello
     assert hello.protocol == 1
     assert hello.server.startswith("voxwire/")
@@ -63,7 +64,7 @@ async def test_hello_comes_first_and_describes_the_server(live_server: ServerPro
 async def test_one_sentence_gives_ordered_contiguous_chunks_and_a_matching_done(
     live_server: ServerProcess,
 ) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     await speak(client, "s1", SENTENCE)
     result = await client.until_done("s1")
     assert result.done is not None and result.done.reason == "complete"
@@ -78,7 +79,7 @@ async def test_one_sentence_gives_ordered_contiguous_chunks_and_a_matching_done(
 
 
 async def test_incremental_text_is_spoken_before_final(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     await client.send(Start(stream="inc"))
     for token in ["Hel", "lo the", "re, my ", "friend. ", "How are", " you"]:
         await client.send(Text(stream="inc", text=token))
@@ -92,7 +93,7 @@ async def test_incremental_text_is_spoken_before_final(live_server: ServerProces
 
 
 async def test_one_character_per_frame_still_speaks_everything(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     await client.send(Start(stream="chars"))
     text = "Dr. Smith paid $3.14 for it. Then he left."
     for ch in text:
@@ -106,7 +107,7 @@ async def test_one_character_per_frame_still_speaks_everything(live_server: Serv
 
 
 async def test_two_concurrent_streams_on_one_connection(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     await client.send(Start(stream="a"))
     await client.send(Start(stream="b", sample_rate=16000))
     await client.send(Text(stream="a", text=SENTENCE, final=True))
@@ -121,7 +122,7 @@ async def test_two_concurrent_streams_on_one_connection(live_server: ServerProce
 
 
 async def test_resampled_stream_has_the_right_length(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     await speak(client, "native", "Resampling must not change the length.")
     await speak(client, "r48", "Resampling must not change the length.", sample_rate=48000)
     native = await client.until_done("native")
@@ -134,7 +135,7 @@ async def test_resampled_stream_has_the_right_length(live_server: ServerProcess)
 
 
 async def test_flush_speaks_buffered_text_without_ending_the_stream(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     await client.send(Start(stream="f"))
     await client.send(Text(stream="f", text="no punctuation here at all", flush=True))
     await client.until(lambda f: isinstance(f, Chunk) and f.stream == "f")
@@ -146,7 +147,7 @@ async def test_flush_speaks_buffered_text_without_ending_the_stream(live_server:
 
 
 async def test_whitespace_only_stream_completes_with_zero_chunks(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     await speak(client, "blank", "  ... !  ")
     result = await client.until_done("blank")
     assert result.done is not None and result.done.reason == "complete"
@@ -155,14 +156,14 @@ async def test_whitespace_only_stream_completes_with_zero_chunks(live_server: Se
 
 
 async def test_cancel_mid_stream_is_answered_promptly_and_nothing_follows(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     await speak(client, "long", LONG_TEXT)
     await client.until(lambda f: isinstance(f, Chunk) and f.stream == "long")
     await client.send(Cancel(stream="long"))
     result = await client.until_done("long")
     assert result.done is not None and result.done.reason == "cancelled"
     assert result.done.chunks == len(result.chunks)
-    # The id is free again; and no chunk of the old stream arrives after its done (checked by Client.recv).
+    # The id is free again; no chunk of the old stream comes after its done (RecordingClient.recv checks).
     await speak(client, "long", "Short one.")
     again = await client.until_done("long")
     assert again.done is not None and again.done.reason == "complete"
@@ -172,7 +173,7 @@ async def test_cancel_mid_stream_is_answered_promptly_and_nothing_follows(live_s
 
 
 async def test_cancel_of_an_ended_stream_is_ignored(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     await speak(client, "x", "Done soon.")
     await client.until_done("x")
     await client.send(Cancel(stream="x"))
@@ -202,7 +203,7 @@ async def test_cancel_of_an_ended_stream_is_ignored(live_server: ServerProcess) 
 async def test_bad_frames_get_an_error_and_the_connection_survives(
     live_server: ServerProcess, frame: bytes, code: ErrorCode
 ) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     await client.ws.send(frame)
     error = await client.error()
     assert error.code == code
@@ -214,7 +215,7 @@ async def test_bad_frames_get_an_error_and_the_connection_survives(
 
 
 async def test_a_text_message_is_a_bad_frame(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     await client.ws.send('{"type": "start", "stream": "a"}')
     error = await client.error()
     assert error.code == ErrorCode.BAD_FRAME and "binary" in error.message
@@ -222,7 +223,7 @@ async def test_a_text_message_is_a_bad_frame(live_server: ServerProcess) -> None
 
 
 async def test_stream_state_errors(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     limits = client.hello.limits
     # stream_exists: a second start of an active stream ends that stream with an error.
     await client.send(Start(stream="dup"))
@@ -268,7 +269,7 @@ async def test_stream_state_errors(live_server: ServerProcess) -> None:
 
 
 async def test_engine_failure_mid_stream_ends_only_that_stream(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     await client.send(Start(stream="bad"))
     await client.send(Start(stream="good"))
     await client.send(Text(stream="good", text=SENTENCE + " " + SENTENCE, final=True))
@@ -286,7 +287,7 @@ async def test_engine_failure_mid_stream_ends_only_that_stream(live_server: Serv
 
 
 async def test_client_vanishing_mid_stream_frees_its_work(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     await speak(client, "gone", LONG_TEXT)
     await client.until(lambda f: isinstance(f, Chunk))
     client.ws.transport.abort()  # no close handshake: the client just disappears
@@ -301,7 +302,7 @@ async def test_a_client_that_never_reads_is_held_to_its_buffer() -> None:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", server.port))
-        client = await Client.open(server.ws_url, sock=sock, max_queue=1)
+        client = await RecordingClient.open(server.ws_url, sock=sock, max_queue=1)
         text = " ".join([LONG_TEXT] * 4)  # about two minutes of speech
         await speak(client, "slow", text, sample_rate=48000)
         wait_until(lambda: server.metrics()["voxwire_engine_paused_streams"] >= 1, what="backpressure")
@@ -316,7 +317,7 @@ async def test_a_client_that_never_reads_is_held_to_its_buffer() -> None:
 
 
 async def test_oversized_frame_closes_with_1009(live_server: ServerProcess) -> None:
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     await client.ws.send(b"\x00" * (client.hello.limits.max_frame_bytes + 1))
     with pytest.raises(ConnectionClosed) as closed:
         await client.recv()
@@ -329,7 +330,7 @@ async def test_health_and_metrics(live_server: ServerProcess) -> None:
     step_time = 'voxwire_engine_step_seconds_sum{kind="windows"}'
     first_audio = "voxwire_first_audio_seconds_count"
     before = live_server.metrics()
-    client = await Client.open(live_server.ws_url)
+    client = await RecordingClient.open(live_server.ws_url)
     await speak(client, "m", "Every engine step is timed.")
     result = await client.until_done("m")
     assert result.done is not None and result.done.chunks >= 1
@@ -361,7 +362,7 @@ def test_the_server_leaves_no_onnxruntime_files_open(live_server: ServerProcess)
 
 async def test_connection_limit_overloaded_and_sigterm_drains() -> None:
     with ServerProcess("--max-connections", "1", "--shutdown-grace-s", "30") as server:
-        first = await Client.open(server.ws_url)
+        first = await RecordingClient.open(server.ws_url)
         async with connect(server.ws_url) as ws:
             frame = decode_server(await ws.recv())
             assert isinstance(frame, Error) and frame.code == ErrorCode.OVERLOADED
@@ -388,7 +389,7 @@ async def test_connection_limit_overloaded_and_sigterm_drains() -> None:
 
 async def test_sigterm_cancels_what_the_grace_period_cannot_finish() -> None:
     with ServerProcess("--shutdown-grace-s", "0.5") as server:
-        client = await Client.open(server.ws_url)
+        client = await RecordingClient.open(server.ws_url)
         await speak(client, "cut", LONG_TEXT + " " + LONG_TEXT)
         await client.until(lambda f: isinstance(f, Chunk))
         server.signal(signal.SIGTERM)

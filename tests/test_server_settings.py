@@ -6,9 +6,8 @@ import argparse
 
 import pytest
 import torch
-
-from server.app import GPU_MAX_BATCH, default_max_batch
-from server.settings import add_arguments, build_settings
+from voxwire.server.app import GPU_MAX_BATCH, default_max_batch
+from voxwire.server.settings import add_arguments, build_settings
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
-from server.metrics import Metrics
-from server.outbox import Outbox
-from server.segmenter import SentenceSegmenter
-from server.stream import LOW_AUDIO_S, StreamSession
+from voxwire.server.metrics import Metrics
+from voxwire.server.outbox import Outbox
+from voxwire.server.segmenter import SentenceSegmenter
+from voxwire.server.stream import LOW_AUDIO_S, StreamSession
 
 RATE = 22050
 

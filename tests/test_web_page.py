@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser
+from voxwire.server.process import ServerProcess
 
-from tests.server_process import ServerProcess
 from tests.web_harness import ARTIFACTS, DemoPage, assert_played_exactly, chromium
 
 pytestmark = pytest.mark.browser

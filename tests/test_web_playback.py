@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from playwright.sync_api import Browser
+from voxwire.server.process import ServerProcess
 
-from tests.server_process import ServerProcess
 from tests.web_harness import (
     ARTIFACTS,
     DemoPage,

@@ -8,12 +8,11 @@ import asyncio
 import numpy as np
 import pytest
 import torch
-
-from engine.latent import Latent, SynthesisParams
-from engine.scheduler import SchedulerConfig
-from engine.voice import VoiceInfo
-from engine.windows import WindowSpec
-from engine.worker import AudioBudget, EngineError, EngineWorker, Overloaded, UnknownVoice
+from voxwire.engine.latent import Latent, SynthesisParams
+from voxwire.engine.scheduler import SchedulerConfig
+from voxwire.engine.voice import VoiceInfo
+from voxwire.engine.windows import WindowSpec
+from voxwire.engine.worker import AudioBudget, EngineError, EngineWorker, Overloaded, UnknownVoice
 
 HOP = 4
 

@@ -1,4 +1,8 @@
-"""A real voxwire server in a subprocess (``python -m server``) on a free port, for end-to-end tests."""
+"""A real voxwire server in a subprocess (``python -m voxwire.server``) on a free port.
+
+For end-to-end tests and benchmarks: ``start()`` returns once the voices are loaded, ``metrics()`` reads
+``/metrics`` through prometheus_client's own parser, ``stop()`` sends SIGTERM and waits for the drain.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,9 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from prometheus_client.parser import text_string_to_metric_families
+
 READY_LINE = "ready: voices"
 
 
@@ -47,7 +51,7 @@ class ServerProcess:
         cmd = [
             sys.executable,
             "-m",
-            "server",
+            "voxwire.server",
             "--host",
             "127.0.0.1",
             "--port",
@@ -55,7 +59,7 @@ class ServerProcess:
             *self.extra_args,
         ]
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         self._ready.clear()
         self._reader = threading.Thread(target=self._read_output, daemon=True)
@@ -83,10 +87,10 @@ class ServerProcess:
         with urllib.request.urlopen(self.http_url + "/metrics", timeout=10) as response:
             text = response.read().decode()
         values: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                values[name] = float(value)
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f'{key}="{value}"' for key, value in sample.labels.items())
+                values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
         return values
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
