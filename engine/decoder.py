@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import VitsConfig
+
 from voxwire.engine.channels_last import Conv1d, ConvTranspose1d, time_major
 
 
@@ -44,20 +45,16 @@ class _StageHalos:
 class _ResBlock(nn.Module):
     """Residual steps; each step is a chain of convs, each preceded by a leaky ReLU."""
 
-    def __init__(self, slope: float) -> None:
+    def __init__(self, slope: float, steps: list[list[Conv1d]]) -> None:
         super().__init__()
         self.slope = slope
-
-    def steps(self) -> list[list[Conv1d]]:
-        raise NotImplementedError
+        self._steps = steps  # the same convs the subclass registers under Piper's names
 
     def halo(self) -> int:
-        return sum(
-            (conv.kernel_size[0] - 1) // 2 * conv.dilation[0] for step in self.steps() for conv in step
-        )
+        return sum((conv.kernel_size[0] - 1) // 2 * conv.dilation[0] for step in self._steps for conv in step)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        for step in self.steps():
+        for step in self._steps:
             h = x
             for conv in step:
                 h = conv(F.leaky_relu(h, self.slope))
@@ -71,23 +68,20 @@ class ResBlock1(_ResBlock):
     """HiFi-GAN's type-1 block: per dilation, a dilated conv then a plain one (transformers, Piper high)."""
 
     def __init__(self, channels: int, kernel: int, dilations: Sequence[int], slope: float) -> None:
-        super().__init__(slope)
-        self.convs1 = nn.ModuleList(_conv(channels, channels, kernel, d) for d in dilations)
-        self.convs2 = nn.ModuleList(_conv(channels, channels, kernel, 1) for _ in dilations)
-
-    def steps(self) -> list[list[Conv1d]]:
-        return [[c1, c2] for c1, c2 in zip(self.convs1, self.convs2, strict=True)]
+        convs1 = [_conv(channels, channels, kernel, d) for d in dilations]
+        convs2 = [_conv(channels, channels, kernel, 1) for _ in dilations]
+        super().__init__(slope, [[c1, c2] for c1, c2 in zip(convs1, convs2, strict=True)])
+        self.convs1 = nn.ModuleList(convs1)
+        self.convs2 = nn.ModuleList(convs2)
 
 
 class ResBlock2(_ResBlock):
     """HiFi-GAN's type-2 block: one dilated conv per dilation (Piper medium and low voices)."""
 
     def __init__(self, channels: int, kernel: int, dilations: Sequence[int], slope: float) -> None:
-        super().__init__(slope)
-        self.convs = nn.ModuleList(_conv(channels, channels, kernel, d) for d in dilations)
-
-    def steps(self) -> list[list[Conv1d]]:
-        return [[conv] for conv in self.convs]
+        convs = [_conv(channels, channels, kernel, d) for d in dilations]
+        super().__init__(slope, [[conv] for conv in convs])
+        self.convs = nn.ModuleList(convs)
 
 
 class WindowDecoder(nn.Module):
@@ -108,16 +102,21 @@ class WindowDecoder(nn.Module):
         self.rates = tuple(upsample_rates)
         self.num_kernels = len(resblock_kernel_sizes)
         self.conv_pre = _conv(in_channels, initial_channels, 7, 1)
-        self.ups = nn.ModuleList()
-        self.resblocks = nn.ModuleList()
+        self._stages: list[tuple[ConvTranspose1d, list[_ResBlock]]] = []
+        """Per upsampling stage, its transposed conv and residual blocks (registered as ups, resblocks)."""
         channels = initial_channels
         for rate, kernel in zip(upsample_rates, upsample_kernel_sizes, strict=True):
             if (kernel - rate) % 2:
                 raise ValueError(f"upsampling kernel {kernel} with stride {rate} does not align frames")
-            self.ups.append(ConvTranspose1d(channels, channels // 2, kernel, rate, (kernel - rate) // 2))
+            up = ConvTranspose1d(channels, channels // 2, kernel, rate, (kernel - rate) // 2)
             channels //= 2
-            for k, dilations in zip(resblock_kernel_sizes, resblock_dilation_sizes, strict=True):
-                self.resblocks.append(block(channels, k, dilations, leaky_relu_slope))
+            blocks: list[_ResBlock] = [
+                block(channels, k, dilations, leaky_relu_slope)
+                for k, dilations in zip(resblock_kernel_sizes, resblock_dilation_sizes, strict=True)
+            ]
+            self._stages.append((up, blocks))
+        self.ups = nn.ModuleList(up for up, _ in self._stages)
+        self.resblocks = nn.ModuleList(block for _, blocks in self._stages for block in blocks)
         self.conv_post = Conv1d(channels, 1, 7, 1, padding=3, bias=False)
         self.hop_length = math.prod(self.rates)
         self.context_frames, self._halos = self._plan_halos()
@@ -140,11 +139,9 @@ class WindowDecoder(nn.Module):
         """The latent context and each stage's halos, worked out backwards from the output."""
         halo = (self.conv_post.kernel_size[0] - 1) // 2
         stages: list[_StageHalos] = []
-        for i in reversed(range(len(self.ups))):
-            blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
+        for up, blocks in reversed(self._stages):
             blocks_in = halo + max(block.halo() for block in blocks)
-            up: ConvTranspose1d = self.ups[i]
-            kernel, stride, pad = up.kernel_size[0], up.stride[0], up.padding[0]
+            kernel, stride, pad = up.kernel_size[0], up.stride[0], int(up.padding[0])
             # Output sample t reads input frames f with 0 <= t + pad - f * stride < kernel.
             up_in = max((blocks_in + kernel - 1 - pad) // stride, (blocks_in + pad - 1) // stride + 1)
             stages.insert(0, _StageHalos(upsample_in=up_in, blocks_in=blocks_in, blocks_out=halo))
@@ -163,13 +160,12 @@ class WindowDecoder(nn.Module):
             raise ValueError(f"window of {z.shape[-1]} frames, expected {kept} + 2 * {context}")
         window = _Window(context, kept, valid)
         x = window.zero_outside(window.crop(self.conv_pre(time_major(z)), self._halos[0].upsample_in))
-        for i, (up, halos) in enumerate(zip(self.ups, self._halos, strict=True)):
-            window.upsample(self.rates[i])
+        for rate, (up, blocks), halos in zip(self.rates, self._stages, self._halos, strict=True):
+            window.upsample(rate)
             x = window.crop(up(F.leaky_relu(x, self.slope)), halos.blocks_in)
             mask = window.mask(x)
             if mask is not None:
                 x = x * mask
-            blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
             total = blocks[0](x, mask)
             for block in blocks[1:]:
                 total = total + block(x, mask)

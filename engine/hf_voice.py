@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from transformers import VitsModel, VitsTokenizer
+
 from voxwire.engine.decoder import WindowDecoder
 from voxwire.engine.latent import SynthesisParams
 from voxwire.engine.sentence_stage import SentenceStage

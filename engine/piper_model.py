@@ -32,6 +32,7 @@ from transformers.models.vits.modeling_vits import (
     VitsStochasticDurationPredictor,
     VitsTextEncoder,
 )
+
 from voxwire.engine.decoder import WindowDecoder
 from voxwire.engine.onnx_weights import ConvAttrs, OnnxWeights
 from voxwire.engine.sentence_stage import SentenceStage, fold_weight_norm
@@ -192,7 +193,7 @@ def _load_decoder(weights: OnnxWeights, config: VitsConfig) -> WindowDecoder:
     decoder = WindowDecoder.from_config(config, _resblock_type(weights))
     for name, ours in decoder.named_modules():
         if isinstance(ours, nn.Conv1d | nn.ConvTranspose1d):
-            settings = ConvAttrs(ours.kernel_size[0], ours.dilation[0], ours.stride[0], ours.padding[0])
+            settings = ConvAttrs(ours.kernel_size[0], ours.dilation[0], ours.stride[0], int(ours.padding[0]))
             if settings != weights.convs[f"dec.{name}"]:
                 raise ValueError(f"dec.{name}: the graph has {weights.convs[f'dec.{name}']}, ours {settings}")
     state = {name.removeprefix("dec."): weights.take(name) for name in weights.names("dec.")}

@@ -7,6 +7,7 @@ import wave
 from pathlib import Path
 
 import torch
+
 from voxwire.engine.latent import SynthesisParams
 from voxwire.engine.loader import load_voice
 from voxwire.engine.voice import Voice

@@ -1,42 +1,76 @@
-"""Which engine work runs next: a pure object, driven by the worker loop and by unit tests with a fake clock.
+"""Which engine work runs next, and what its results mean: a pure object, in the shape of vLLM's scheduler.
+
+The worker drives it in a loop: ``schedule(now)`` gives the next batch (or None), the worker runs it on the
+voice, and ``update(batch, outputs, now)`` turns the outputs into events for the streams (``fail`` does the
+same for an item that could not be run). The session side calls ``add_stream``, ``add_text``, ``end_input``
+and ``cancel``. The scheduler owns every piece of a stream's engine state; nothing else changes it. It is not
+thread-safe (the worker holds a lock around every call) and never blocks, so unit tests drive it with a fake
+clock and hand-made outputs.
 
 Two kinds of work are batched separately:
 
-- the *sentence stage* (phonemes -> text encoder -> durations -> flow) turns one text segment into a latent;
-- *window decoding* turns fixed-size windows of a latent into PCM.
+- the *sentence stage* (phonemes -> text encoder -> durations -> prior) turns one text segment into latents;
+- *window decoding* turns fixed-size windows of a latent into PCM. The scheduler plans the windows.
 
-Each step the scheduler picks one batch of one kind, by these rules:
+Each step picks one batch of one kind, by these rules:
 
 1. A stream that has produced no audio yet goes first (time to first audio): its sentence stage, then its
-   first window.
+   first window, which is small (``FIRST_WINDOW_FRAMES``); every later window is steady-sized.
 2. Then windows by playback deadline: the moment the client would run out of audio, estimated as the time
    its first audio was produced plus the audio produced since. Earliest first (EDF), so no stream starves.
+   A sentence is due when the stream's queued windows have played, and competes on that deadline; it is
+   encoded once at most ``sentence_lead_windows`` windows are left.
 3. A stream more than ``max_ahead_s`` of audio ahead of its playback clock waits; capacity goes where it is
-   needed. A stream whose connection holds too much unsent audio waits too (backpressure).
-4. Nothing waits to fill a batch: whatever is ready runs now, up to ``max_batch``. Under load, work piles
+   needed. A stream whose connection holds too much unsent audio waits too (backpressure, ``AudioBudget``).
+4. Nothing waits to fill a batch: whatever is ready runs now, up to ``max_batch_*``. Under load, work piles
    up while a step runs, so the next batch is larger (continuous batching). A sentence batch takes only
    sentences of about the most urgent one's length (``sentence_length_ratio``), as it is padded to its
-   longest; windows have fixed shapes and batch freely.
+   longest; windows have fixed shapes and batch freely. A batch holds one voice.
 
-``cancel`` removes a stream's queued work at once; the worker drops results for cancelled streams that were
-in flight. Admission control compares the demand (active streams) with the throughput the worker has
-measured, in audio seconds per compute second.
+Cost: every decision and every update is O(k log n) for a batch of k items over n streams. Ready streams sit
+in two heaps (windows by deadline, sentences by when their audio is due) with lazy invalidation: a change
+to a stream bumps its version and pushes fresh entries, and stale ones are skipped when they surface.
+Streams held by backpressure leave the heap until their budget has room; look-ahead needs no scan, as the
+streams held by it are exactly the tail of the window heap.
+
+Admission compares the streams that count (those with work, those still playing, and for
+``admission_grace_s`` after that or after they opened) with the throughput measured in audio seconds per
+compute second, also without a scan.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
-from collections.abc import Iterable, Sized
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Protocol
+from typing import TypeAlias, cast, overload
 
+import numpy as np
 
-class Budget(Protocol):
-    """Unsent audio allowed for one connection, shared by its streams."""
+from voxwire.engine.budget import AudioBudget
+from voxwire.engine.latent import Latent, SynthesisParams
+from voxwire.engine.windows import plan_windows
+from voxwire.engine.work import (
+    Audio,
+    Batch,
+    End,
+    EngineEvent,
+    Failed,
+    SentenceBatch,
+    SentenceItem,
+    WindowBatch,
+    WindowItem,
+    WindowJob,
+)
 
-    def exhausted(self) -> bool: ...
+FIRST_WINDOW_FRAMES = 32
+"""A stream's very first window: small, so that its first audio comes sooner."""
+STEADY_WINDOW_FRAMES = 64
+"""Every other window: larger, as a step decodes more audio per unit of overhead."""
+MAX_ROUNDS = 64
+"""Most windows one stream gives to a single batch."""
 
 
 @dataclass(frozen=True)
@@ -57,122 +91,197 @@ class SchedulerConfig:
     capacity_window_s: float = 10.0
     """Throughput is measured over roughly this much recent compute time."""
 
+    def __post_init__(self) -> None:
+        if self.max_batch_windows < 1 or self.max_batch_sentences < 1:
+            raise ValueError("batches need room for at least one item")
 
-class WorkKind(Enum):
-    SENTENCES = "sentences"
-    WINDOWS = "windows"
 
+@dataclass(frozen=True)
+class StreamSpec:
+    """What the scheduler needs to know of a stream when it opens."""
 
-@dataclass(eq=False)
-class StreamWork:
-    """The scheduler's view of one stream: what is queued for it and how far ahead its audio is."""
-
-    key: int
     voice: str
     sample_rate: int
+    hop_length: int
+    """Samples per latent frame of the voice."""
+    params: SynthesisParams
+    budget: AudioBudget | None = None
+
+
+@dataclass(frozen=True)
+class SchedulerStats:
+    streams: int
+    queued_texts: int
+    queued_windows: int
+    paused_streams: int
+    """Streams held because their connection has too much unsent audio."""
+    capacity_streams: float
+    """Streams the engine can keep in real time, from measured throughput (inf until measured)."""
+
+
+@dataclass(eq=False, slots=True)
+class _Stream:
+    key: int
+    spec: StreamSpec
     created_at: float
-    budget: Budget | None = None
-    segments: deque[object] = field(default_factory=deque)
-    windows: deque[object] = field(default_factory=deque)
-    sentences_in_flight: int = 0
+    texts: deque[str] = field(default_factory=deque)
+    windows: deque[WindowJob] = field(default_factory=deque)
+    queued_samples: int = 0
+    sentence_in_flight: bool = False
     windows_in_flight: int = 0
     first_audio_at: float | None = None
     produced_samples: int = 0
-    cancelled: bool = False
+    input_ended: bool = False
+    held: bool = False
+    """Out of the window heap because its budget was exhausted."""
+    version: int = 0
 
     @property
-    def started(self) -> bool:
-        return self.first_audio_at is not None
+    def started(self) -> int:
+        """1 once the stream has produced audio, else 0 (the first field of its urgency)."""
+        return 0 if self.first_audio_at is None else 1
 
     def deadline(self) -> float:
         """When the client runs out of audio; before any audio, the time the stream was opened."""
         if self.first_audio_at is None:
             return self.created_at
-        return self.first_audio_at + self.produced_samples / self.sample_rate
+        return self.first_audio_at + self.produced_samples / self.spec.sample_rate
 
     def idle(self) -> bool:
         """Nothing queued and nothing in flight: once input has ended, the stream is complete."""
-        return (
-            not self.segments
-            and not self.windows
-            and self.sentences_in_flight == 0
-            and self.windows_in_flight == 0
-        )
+        return not (self.texts or self.windows or self.sentence_in_flight or self.windows_in_flight)
 
 
-@dataclass(frozen=True)
-class Batch:
-    kind: WorkKind
-    voice: str
-    items: list[tuple[StreamWork, object]]
-    """(stream, work item) pairs: a text segment for SENTENCES, a window job for WINDOWS."""
+_Entry: TypeAlias = tuple[int, float, int, int]
+"""A heap entry: (started, when its audio is due, stream key, the stream's version when pushed)."""
 
 
 class Scheduler:
-    """Pure scheduling state; not thread-safe (the worker guards it with a lock)."""
+    """Pure scheduling state for one engine worker; not thread-safe."""
 
     def __init__(self, config: SchedulerConfig | None = None) -> None:
         self.config = config or SchedulerConfig()
-        self._streams: dict[int, StreamWork] = {}
+        self._streams: dict[int, _Stream] = {}
+        self._window_heap: list[_Entry] = []
+        self._sentence_heap: list[_Entry] = []
+        self._held: dict[AudioBudget, list[int]] = {}
+        self._held_streams = 0
+        self._queued_texts = 0
+        self._queued_windows = 0
+        self._working: set[int] = set()
+        """Streams with work queued or in flight: they count for admission."""
+        self._grace: dict[int, float] = {}
+        """Idle streams that still count for admission, until when."""
+        self._grace_heap: list[tuple[float, int]] = []
         self._busy_s = 0.0
         self._audio_s = 0.0
 
-    # -- streams -------------------------------------------------------------------------------------
+    # -- streams (the session side) --------------------------------------------------------------------
 
-    def add_stream(self, stream: StreamWork) -> None:
-        if stream.key in self._streams:
-            raise ValueError(f"stream {stream.key} is already scheduled")
-        self._streams[stream.key] = stream
+    def add_stream(self, key: int, spec: StreamSpec, now: float) -> None:
+        if key in self._streams:
+            raise ValueError(f"stream {key} is already scheduled")
+        stream = _Stream(key, spec, created_at=now)
+        self._streams[key] = stream
+        self._refresh(stream)
 
-    def remove_stream(self, key: int) -> StreamWork | None:
-        """Cancel or disconnect: queued work goes at once; results in flight are dropped by the caller."""
-        stream = self._streams.pop(key, None)
+    def add_text(self, key: int, text: str) -> None:
+        """Queue a text segment to speak after the ones before it; ignored once the stream is gone (it was
+        cancelled, or it failed and its ``Failed`` is on the way)."""
+        stream = self._streams.get(key)
+        if stream is None:
+            return
+        if stream.input_ended:
+            raise ValueError(f"text for stream {key} after its input ended")
+        stream.texts.append(text)
+        self._queued_texts += 1
+        self._refresh(stream)
+
+    def end_input(self, key: int) -> list[EngineEvent]:
+        """No more text for the stream: its ``End`` follows its last audio (at once if it has none)."""
+        stream = self._streams.get(key)
+        if stream is None:
+            return []
+        stream.input_ended = True
+        return self._settle(stream)
+
+    def cancel(self, key: int) -> None:
+        """Drop the stream and its queued work now; results of its items in flight are ignored."""
+        stream = self._streams.get(key)
         if stream is not None:
-            stream.cancelled = True
-            stream.segments.clear()
-            stream.windows.clear()
-        return stream
-
-    def add_segment(self, key: int, segment: object) -> None:
-        self._streams[key].segments.append(segment)
+            self._remove(stream)
 
     def __len__(self) -> int:
         return len(self._streams)
 
-    def paused(self) -> int:
-        """Streams with audio to make that wait because their connection holds too much unsent audio."""
-        return sum(
-            1 for s in self._streams.values() if s.windows and s.budget is not None and s.budget.exhausted()
-        )
+    def __contains__(self, key: int) -> bool:
+        return key in self._streams
 
-    def queue_depth(self) -> tuple[int, int]:
-        """Queued (segments, windows) over all streams."""
-        segments = sum(len(s.segments) for s in self._streams.values())
-        windows = sum(len(s.windows) for s in self._streams.values())
-        return segments, windows
+    # -- the decision ----------------------------------------------------------------------------------
 
-    # -- results -------------------------------------------------------------------------------------
+    def schedule(self, now: float) -> Batch | None:
+        """The batch to run now, or None when nothing is runnable."""
+        self._release_held()
+        sentence = self._peek(self._sentence_heap)
+        window = self._peek_window(now)
+        if sentence is None and window is None:
+            return None
+        if window is None or (sentence is not None and sentence[:2] <= window[:2]):
+            return self._sentence_batch()
+        return self._window_batch(now)
 
-    def sentence_done(self, stream: StreamWork, windows: list[object]) -> None:
-        stream.sentences_in_flight -= 1
-        if not stream.cancelled:
-            stream.windows.extend(windows)
+    def next_wakeup(self, now: float) -> float | None:
+        """Seconds until a stream held back by look-ahead may run again (None: wait for new work)."""
+        if self._peek_window(now) is not None:
+            return 0.0
+        if not self._window_heap:
+            return None
+        # _peek_window stopped at a valid entry: the earliest deadline beyond its look-ahead.
+        _, due, _, _ = self._window_heap[0]
+        return max(0.001, due - self.config.max_ahead_s - now)
 
-    def window_done(self, stream: StreamWork, samples: int, now: float) -> None:
-        stream.windows_in_flight -= 1
-        if stream.cancelled:
-            return
-        if stream.first_audio_at is None:
-            stream.first_audio_at = now
-        stream.produced_samples += samples
+    # -- results (the worker side) ---------------------------------------------------------------------
+
+    @overload
+    def update(self, batch: WindowBatch, outputs: Sequence[np.ndarray], now: float) -> list[EngineEvent]: ...
+
+    @overload
+    def update(
+        self, batch: SentenceBatch, outputs: Sequence[Sequence[Latent]], now: float
+    ) -> list[EngineEvent]: ...
+
+    def update(
+        self,
+        batch: SentenceBatch | WindowBatch,
+        outputs: Sequence[Sequence[Latent]] | Sequence[np.ndarray],
+        now: float,
+    ) -> list[EngineEvent]:
+        """Take a batch's outputs, one per item (latents for a sentence, PCM for a window); the events they
+        make, in order. Items of streams cancelled meanwhile are ignored."""
+        if len(outputs) != len(batch.items):
+            raise ValueError(f"{len(outputs)} outputs for a batch of {len(batch.items)} items")
+        # The overloads pair each batch type with its outputs; the casts restate that pairing.
+        if isinstance(batch, SentenceBatch):
+            return self._sentences_done(batch, cast(Sequence[Sequence[Latent]], outputs))
+        return self._windows_done(batch, cast(Sequence[np.ndarray], outputs), now)
+
+    def fail(self, batch: Batch, item: SentenceItem | WindowItem, error: BaseException) -> list[EngineEvent]:
+        """``item`` of ``batch`` could not be run: its stream fails and is dropped; others go on."""
+        if not any(member is item for member in batch.items):
+            raise ValueError("the failed item is not in the batch")
+        stream = self._streams.get(item.stream)
+        if stream is None:
+            return []
+        self._remove(stream)
+        return [Failed(item.stream, f"synthesis failed: {type(error).__name__}")]
+
+    # -- capacity --------------------------------------------------------------------------------------
 
     def record_step(self, busy_s: float, audio_s: float) -> None:
         """Feed the throughput estimate: ``audio_s`` of audio made in ``busy_s`` of compute."""
         keep = max(0.0, 1.0 - busy_s / self.config.capacity_window_s)
         self._busy_s = self._busy_s * keep + busy_s
         self._audio_s = self._audio_s * keep + audio_s
-
-    # -- admission -----------------------------------------------------------------------------------
 
     def capacity_streams(self) -> float:
         """Streams the worker can keep in real time, from measured throughput (inf until measured)."""
@@ -187,104 +296,237 @@ class Scheduler:
         (or after it opened, before any audio): its text is likely on its way, and a burst of ``start``s
         must not all be admitted before any of them has text. A stream idle for longer costs nothing, so a
         client holding idle streams cannot lock everyone else out."""
-        grace = self.config.admission_grace_s
-        busy = sum(1 for s in self._streams.values() if not s.idle() or s.deadline() + grace > now)
-        return busy < max(1.0, self.capacity_streams())
+        heap = self._grace_heap
+        while heap and heap[0][0] <= now:
+            until, key = heapq.heappop(heap)
+            if self._grace.get(key) == until:
+                del self._grace[key]
+        return len(self._working) + len(self._grace) < max(1.0, self.capacity_streams())
 
-    # -- the decision --------------------------------------------------------------------------------
+    def stats(self) -> SchedulerStats:
+        return SchedulerStats(
+            streams=len(self._streams),
+            queued_texts=self._queued_texts,
+            queued_windows=self._queued_windows,
+            paused_streams=self._held_streams,
+            capacity_streams=self.capacity_streams(),
+        )
 
-    def next_batch(self, now: float) -> Batch | None:
-        """The batch to run now, or None when nothing is runnable."""
-        sentence_ready = [s for s in self._streams.values() if self._wants_sentence(s)]
-        window_ready = [s for s in self._streams.values() if self._wants_window(s, now)]
-        if not sentence_ready and not window_ready:
-            return None
-        urgent_sentence = min(sentence_ready, key=self._sentence_urgency, default=None)
-        urgent_window = min(window_ready, key=self._urgency, default=None)
-        if urgent_window is None or (
-            urgent_sentence is not None
-            and self._sentence_urgency(urgent_sentence) <= self._urgency(urgent_window)
-        ):
-            return self._sentence_batch(sentence_ready, urgent_sentence.voice)  # type: ignore[union-attr]
-        return self._window_batch(window_ready, urgent_window.voice, now)
+    # -- batches ---------------------------------------------------------------------------------------
 
-    def next_wakeup(self, now: float) -> float | None:
-        """Seconds until a stream held back by look-ahead may run again (None: wait for new work)."""
-        held = [
-            s.deadline() - self.config.max_ahead_s - now
-            for s in self._streams.values()
-            if s.windows and s.started and not (s.budget is not None and s.budget.exhausted())
-        ]
-        return max(0.001, min(held)) if held else None
-
-    def _urgency(self, stream: StreamWork) -> tuple[int, float]:
-        return (1 if stream.started else 0, stream.deadline())
-
-    def _sentence_urgency(self, stream: StreamWork) -> tuple[int, float]:
-        """A sentence's audio is needed once the stream's queued windows have played."""
-        queued = _audio_s(stream, stream.windows)
-        started, deadline = self._urgency(stream)
-        return (started, deadline + queued)
-
-    def _wants_sentence(self, stream: StreamWork) -> bool:
-        if not stream.segments or stream.sentences_in_flight:
-            return False
-        return len(stream.windows) <= self.config.sentence_lead_windows
-
-    def _wants_window(self, stream: StreamWork, now: float) -> bool:
-        if not stream.windows:
-            return False
-        if stream.budget is not None and stream.budget.exhausted():
-            return False
-        return not (stream.started and stream.deadline() - now >= self.config.max_ahead_s)
-
-    def _sentence_batch(self, ready: list[StreamWork], voice: str) -> Batch:
-        """The most urgent sentence, and the next most urgent ones of about its length (a length bucket)."""
-        chosen = sorted((s for s in ready if s.voice == voice), key=self._sentence_urgency)
-        lead = _length(chosen[0].segments[0])
+    def _sentence_batch(self) -> SentenceBatch:
+        """The most urgent sentence, and the next most urgent ones of its voice and about its length."""
+        lead = self._stream(heapq.heappop(self._sentence_heap))
+        voice = lead.spec.voice
+        length = max(1, len(lead.texts[0]))
         ratio = self.config.sentence_length_ratio
-        items: list[tuple[StreamWork, object]] = []
-        for stream in chosen:
-            if len(items) == self.config.max_batch_sentences:
-                break
-            if not lead / ratio <= _length(stream.segments[0]) <= lead * ratio:
-                continue
-            stream.sentences_in_flight += 1
-            items.append((stream, stream.segments.popleft()))
-        return Batch(WorkKind.SENTENCES, voice, items)
+        items = [self._take_text(lead)]
+        aside: list[_Entry] = []
+        budget = 4 * self.config.max_batch_sentences  # entries looked at, so a decision stays O(k log n)
+        while len(items) < self.config.max_batch_sentences and budget and self._peek(self._sentence_heap):
+            budget -= 1
+            entry = heapq.heappop(self._sentence_heap)
+            stream = self._stream(entry)
+            if (
+                stream.spec.voice == voice
+                and length / ratio <= max(1, len(stream.texts[0])) <= length * ratio
+            ):
+                items.append(self._take_text(stream))
+            else:
+                aside.append(entry)
+        for entry in aside:
+            heapq.heappush(self._sentence_heap, entry)
+        return SentenceBatch(voice, tuple(items))
 
-    def _window_batch(self, ready: list[StreamWork], voice: str, now: float) -> Batch:
-        """Most urgent windows first; a stream may give several windows while it stays within look-ahead."""
-        chosen = sorted((s for s in ready if s.voice == voice), key=self._urgency)
-        items: list[tuple[StreamWork, object]] = []
-        rounds = 0
-        while len(items) < self.config.max_batch_windows and chosen and rounds < 64:
-            rounds += 1
-            next_round = []
+    def _take_text(self, stream: _Stream) -> SentenceItem:
+        text = stream.texts.popleft()
+        self._queued_texts -= 1
+        stream.sentence_in_flight = True
+        self._refresh(stream)
+        return SentenceItem(stream.key, text, stream.spec.params)
+
+    def _window_batch(self, now: float) -> WindowBatch:
+        """Most urgent windows first; a stream may give several windows while it stays within look-ahead.
+
+        A stream that has produced no audio gives only its first window: that is enough to get audio out."""
+        chosen: list[_Stream] = []
+        aside: list[_Entry] = []
+        voice: str | None = None
+        budget = 4 * self.config.max_batch_windows
+        while len(chosen) < self.config.max_batch_windows and budget and self._peek_window(now) is not None:
+            budget -= 1
+            entry = heapq.heappop(self._window_heap)
+            stream = self._stream(entry)
+            if voice is None or stream.spec.voice == voice:
+                voice = stream.spec.voice
+                chosen.append(stream)
+            else:
+                aside.append(entry)
+        for entry in aside:
+            heapq.heappush(self._window_heap, entry)
+        assert voice is not None, "a window batch is made only when a window is ready"
+        items: list[WindowItem] = []
+        ahead: dict[int, int] = {}
+        for _ in range(MAX_ROUNDS):
+            next_round: list[_Stream] = []
             for stream in chosen:
                 if len(items) == self.config.max_batch_windows:
                     break
-                items.append((stream, stream.windows.popleft()))
+                job = stream.windows.popleft()
+                stream.queued_samples -= job.samples
                 stream.windows_in_flight += 1
-                if stream.windows and not stream.started:
-                    continue  # one first window is enough to get audio out
-                if stream.windows and stream.deadline() - now + self._queued_ahead(stream, items) < (
-                    self.config.max_ahead_s
+                self._queued_windows -= 1
+                items.append(WindowItem(stream.key, job))
+                ahead[stream.key] = ahead.get(stream.key, 0) + job.samples
+                in_batch_s = ahead[stream.key] / stream.spec.sample_rate
+                if (
+                    stream.windows
+                    and stream.started
+                    and (stream.deadline() - now + in_batch_s < self.config.max_ahead_s)
                 ):
                     next_round.append(stream)
             chosen = next_round
-        return Batch(WorkKind.WINDOWS, voice, items)
+            if not chosen or len(items) == self.config.max_batch_windows:
+                break
+        for key in ahead:
+            self._refresh(self._streams[key])
+        return WindowBatch(voice, tuple(items))
 
-    def _queued_ahead(self, stream: StreamWork, items: list[tuple[StreamWork, object]]) -> float:
-        """Audio seconds this batch already holds for ``stream``."""
-        return _audio_s(stream, (job for s, job in items if s is stream))
+    # -- results ---------------------------------------------------------------------------------------
 
+    def _sentences_done(self, batch: SentenceBatch, outputs: Sequence[Sequence[Latent]]) -> list[EngineEvent]:
+        events: list[EngineEvent] = []
+        for item, latents in zip(batch.items, outputs, strict=True):
+            stream = self._streams.get(item.stream)
+            if stream is None:
+                continue
+            stream.sentence_in_flight = False
+            for latent in latents:
+                self._plan_windows(stream, latent)
+            events += self._settle(stream)
+        return events
 
-def _length(segment: object) -> int:
-    """A segment's size for bucketing: its characters (at least 1)."""
-    return max(1, len(segment)) if isinstance(segment, Sized) else 1
+    def _plan_windows(self, stream: _Stream, latent: Latent) -> None:
+        """Cut a latent into windows: the stream's very first one small, all others steady."""
+        first_of_stream = not stream.started and not stream.windows and not stream.windows_in_flight
+        first = FIRST_WINDOW_FRAMES if first_of_stream else STEADY_WINDOW_FRAMES
+        for spec in plan_windows(latent.frames, first=first, steady=STEADY_WINDOW_FRAMES):
+            job = WindowJob(latent, spec, spec.frames * stream.spec.hop_length)
+            stream.windows.append(job)
+            stream.queued_samples += job.samples
+            self._queued_windows += 1
 
+    def _windows_done(
+        self, batch: WindowBatch, outputs: Sequence[np.ndarray], now: float
+    ) -> list[EngineEvent]:
+        events: list[EngineEvent] = []
+        touched: dict[int, _Stream] = {}
+        for item, pcm in zip(batch.items, outputs, strict=True):
+            stream = self._streams.get(item.stream)
+            if stream is None:
+                continue
+            stream.windows_in_flight -= 1
+            if stream.first_audio_at is None:
+                stream.first_audio_at = now
+            stream.produced_samples += len(pcm)
+            if stream.spec.budget is not None:
+                stream.spec.budget.add(len(pcm) / stream.spec.sample_rate)
+            events.append(Audio(stream.key, pcm))
+            touched[stream.key] = stream
+        for stream in touched.values():
+            events += self._settle(stream)
+        return events
 
-def _audio_s(stream: StreamWork, jobs: Iterable[object]) -> float:
-    """Seconds of audio that ``stream``'s window jobs will make."""
-    return sum(getattr(job, "samples", 0) for job in jobs) / stream.sample_rate
+    def _settle(self, stream: _Stream) -> list[EngineEvent]:
+        """After a change: the stream's ``End`` if its input has ended and it is idle, else re-index it."""
+        if stream.input_ended and stream.idle():
+            self._remove(stream)
+            return [End(stream.key)]
+        self._refresh(stream)
+        return []
+
+    # -- indexes ---------------------------------------------------------------------------------------
+
+    def _refresh(self, stream: _Stream) -> None:
+        """Re-index a stream after any change: fresh heap entries where it is ready, admission counts."""
+        stream.version += 1
+        if stream.windows and not stream.held:
+            entry = (stream.started, stream.deadline(), stream.key, stream.version)
+            heapq.heappush(self._window_heap, entry)
+        if (
+            stream.texts
+            and not stream.sentence_in_flight
+            and len(stream.windows) <= self.config.sentence_lead_windows
+        ):
+            due = stream.deadline() + stream.queued_samples / stream.spec.sample_rate
+            heapq.heappush(self._sentence_heap, (stream.started, due, stream.key, stream.version))
+        if stream.idle():
+            self._working.discard(stream.key)
+            until = stream.deadline() + self.config.admission_grace_s
+            self._grace[stream.key] = until
+            heapq.heappush(self._grace_heap, (until, stream.key))
+        else:
+            self._working.add(stream.key)
+            self._grace.pop(stream.key, None)
+        for heap in (self._window_heap, self._sentence_heap):
+            if len(heap) > 64 + 4 * len(self._streams):
+                heap[:] = [entry for entry in heap if self._valid(entry)]
+                heapq.heapify(heap)
+
+    def _remove(self, stream: _Stream) -> None:
+        del self._streams[stream.key]
+        self._queued_texts -= len(stream.texts)
+        self._queued_windows -= len(stream.windows)
+        if stream.held:
+            assert stream.spec.budget is not None
+            keys = self._held[stream.spec.budget]
+            keys.remove(stream.key)
+            if not keys:
+                del self._held[stream.spec.budget]
+            self._held_streams -= 1
+        self._working.discard(stream.key)
+        self._grace.pop(stream.key, None)
+
+    def _valid(self, entry: _Entry) -> bool:
+        stream = self._streams.get(entry[2])
+        return stream is not None and stream.version == entry[3]
+
+    def _stream(self, entry: _Entry) -> _Stream:
+        return self._streams[entry[2]]
+
+    def _peek(self, heap: list[_Entry]) -> _Entry | None:
+        """The heap's most urgent valid entry, stale ones dropped on the way."""
+        while heap and not self._valid(heap[0]):
+            heapq.heappop(heap)
+        return heap[0] if heap else None
+
+    def _peek_window(self, now: float) -> _Entry | None:
+        """The most urgent window-ready entry: streams whose budget is exhausted are held on the way out;
+        None when the most urgent stream left is beyond its look-ahead (and so are all after it)."""
+        heap = self._window_heap
+        while (entry := self._peek(heap)) is not None:
+            stream = self._stream(entry)
+            budget = stream.spec.budget
+            if budget is not None and budget.exhausted():
+                budget.waiting = True  # before the second look: a release in between then wakes us
+                if budget.exhausted():
+                    heapq.heappop(heap)
+                    stream.held = True
+                    self._held_streams += 1
+                    self._held.setdefault(budget, []).append(stream.key)
+                    continue
+            started, due = entry[0], entry[1]
+            if started and due - now >= self.config.max_ahead_s:
+                return None
+            return entry
+        return None
+
+    def _release_held(self) -> None:
+        """Streams held by backpressure go back into the heap once their budget has room."""
+        for budget in [b for b in self._held if not b.exhausted()]:
+            budget.waiting = False
+            for key in self._held.pop(budget):
+                stream = self._streams[key]
+                stream.held = False
+                self._held_streams -= 1
+                self._refresh(stream)

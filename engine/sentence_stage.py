@@ -31,6 +31,7 @@ from transformers.models.vits.modeling_vits import (
     VitsStochasticDurationPredictor,
     VitsTextEncoder,
 )
+
 from voxwire.engine.channels_last import convert_convs
 from voxwire.engine.conv_flow import inverse_conv_flow
 from voxwire.engine.latent import Latent, SynthesisParams
@@ -141,7 +142,8 @@ class SentenceStage(nn.Module):
     ) -> torch.Tensor:
         predictor = self.duration_predictor
         if isinstance(predictor, VitsDurationPredictor):
-            return predictor(hidden, mask)
+            log_durations: torch.Tensor = predictor(hidden, mask)
+            return log_durations
         conditioning = predictor.conv_pre(hidden)
         conditioning = predictor.conv_dds(conditioning, mask)
         conditioning = predictor.conv_proj(conditioning) * mask
@@ -172,8 +174,8 @@ def _flow_receptive_field(flow: VitsResidualCouplingBlock) -> int:
     nothing); the halves swap between layers, so the reaches of all layers add up.
     """
     reach = 0
-    for coupling in flow.flows:
-        for conv in coupling.wavenet.in_layers:
+    for name, conv in flow.named_modules():
+        if ".wavenet.in_layers." in name and isinstance(conv, nn.Conv1d):
             reach += (conv.kernel_size[0] - 1) // 2 * conv.dilation[0]
     return reach
 

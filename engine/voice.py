@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from voxwire.engine.decoder import WindowDecoder
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.sentence_stage import SentenceStage
@@ -96,7 +97,7 @@ class Voice:
         generator: torch.Generator | None = None,
     ) -> list[Latent]:
         """Latents of a batch of sentences (any lengths, each its own params), trimmed to their frames."""
-        latents = self.stage(ids, params, generator)
+        latents: list[Latent] = self.stage(ids, params, generator)
         if self.flow_in_encode:
             self.complete(latents)
         return latents
@@ -161,4 +162,7 @@ class Voice:
         inside = all(v == (0, width) for v in valid)
         bounds = None if inside else torch.tensor(valid, device=self.device)
         audio = self.decoder(z, size, bounds)
-        return (audio.float() * _INT16_MAX).clamp_(-_INT16_MAX, _INT16_MAX).to(torch.int16).cpu().numpy()
+        pcm: np.ndarray = (
+            (audio.float() * _INT16_MAX).clamp_(-_INT16_MAX, _INT16_MAX).to(torch.int16).cpu().numpy()
+        )
+        return pcm

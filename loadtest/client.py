@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from voxwire.protocol import Cancel, ClientFrame, ProtocolError, Start, Text, decode_server, encode
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from voxwire.protocol import Cancel, ClientFrame, ProtocolError, Start, Text, decode_server, encode
 
 from .config import ConnectionPlan, LoadConfig, TokenPlacement
 from .progress import ProgressSnapshot

@@ -4,9 +4,10 @@ import enum
 import math
 from dataclasses import dataclass
 
-from voxwire.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
+
+from voxwire.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 from .corpus import BUILTIN_REPLIES
 

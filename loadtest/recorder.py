@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from voxwire.protocol import Chunk, ClientFrame, Done, Error, Hello, ServerFrame, Start, decode_server, encode
 from websockets.asyncio.client import ClientConnection, connect
+
+from voxwire.protocol import Chunk, ClientFrame, Done, Error, Hello, ServerFrame, Start, decode_server, encode
 
 RECV_TIMEOUT_S = 120.0
 

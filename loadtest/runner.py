@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
@@ -133,7 +133,7 @@ def _run_workers(config: LoadConfig, board: ProgressBoard | None) -> RunResult:
 
 
 def _collect(
-    config: LoadConfig, workers: list[BaseProcess], messages: Queue, board: ProgressBoard | None
+    config: LoadConfig, workers: Sequence[BaseProcess], messages: Queue, board: ProgressBoard | None
 ) -> tuple[list[RunResult], dict[str, int]]:
     """Read progress and results until every worker has answered, died, or run out of time.
 
@@ -170,7 +170,7 @@ def _collect(
     return [results[proc] for proc in sorted(results)], {code: n for code, n in errors.items() if n}
 
 
-def _stop(workers: list[BaseProcess]) -> None:
+def _stop(workers: Sequence[BaseProcess]) -> None:
     for worker in workers:
         worker.join(timeout=WORKER_EXIT_TIMEOUT_S)
         if worker.is_alive():

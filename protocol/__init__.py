@@ -4,6 +4,7 @@ No sockets or event loops here: bytes in, frames out (``decode_client``, ``decod
 out (``encode``). Bad input raises ``ProtocolError`` carrying the spec's error code, and nothing else.
 """
 
+from .close_codes import CloseCode
 from .codec import MAX_CONTAINER_ITEMS, decode_client, decode_server, encode
 from .constants import (
     MAX_SAMPLE_RATE,
@@ -41,6 +42,7 @@ __all__ = [
     "Cancel",
     "Chunk",
     "ClientFrame",
+    "CloseCode",
     "Done",
     "DoneReason",
     "Error",

@@ -12,12 +12,11 @@ module reads must be a string; ``encode`` leaves out the optional fields that ar
 
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, fields
-from functools import cache
 from typing import Any, TypeVar
 
 import msgpack
 
-from ._checks import invalid, is_stream_id, show
+from .checks import invalid, is_stream_id, show
 from .errors import ErrorCode, ProtocolError
 from .frames import (
     Cancel,
@@ -46,7 +45,9 @@ def encode(frame: ClientFrame | ServerFrame) -> bytes:
     name = _TYPE_NAMES.get(type(frame))
     if name is None:
         raise TypeError(f"encode() takes a protocol frame, got {type(frame).__name__}")
-    return msgpack.packb({"type": name, **_wire_map(frame)}, use_bin_type=True)
+    packed = msgpack.packb({"type": name, **_wire_map(frame)}, use_bin_type=True)
+    assert isinstance(packed, bytes)
+    return packed
 
 
 def decode_client(data: bytes | str) -> ClientFrame:
@@ -59,18 +60,18 @@ def decode_server(data: bytes | str) -> ServerFrame:
     return _decode(data, _SERVER_TYPES, "server")
 
 
-@cache
-def _fields(cls: type) -> tuple[tuple[str, bool], ...]:
-    """The names of the dataclass ``cls``'s fields, each with whether it is required."""
-    return tuple(
-        (spec.name, spec.default is MISSING and spec.default_factory is MISSING)
-        for spec in fields(cls)  # type: ignore[arg-type]
+_FIELDS: dict[type, tuple[tuple[str, bool], ...]] = {
+    cls: tuple(
+        (spec.name, spec.default is MISSING and spec.default_factory is MISSING) for spec in fields(cls)
     )
+    for cls in (*_CLIENT_TYPES.values(), *_SERVER_TYPES.values(), VoiceInfo, Limits)
+}
+"""Each frame class's field names, each with whether it is required."""
 
 
 def _wire_map(frame: object) -> dict[str, Any]:
     wire: dict[str, Any] = {}
-    for name, _ in _fields(type(frame)):
+    for name, _ in _FIELDS[type(frame)]:
         value = getattr(frame, name)
         if value is None:
             continue
@@ -144,7 +145,7 @@ def _build(cls: type[_T], mapping: Mapping[str, Any], stream: str | None, where:
     """``cls`` from the fields present in ``mapping``; a required field missing is ``invalid_field``."""
     convert = _NESTED.get(cls, {})
     kwargs: dict[str, Any] = {}
-    for name, required in _fields(cls):
+    for name, required in _FIELDS[cls]:
         value = mapping.get(name)
         if value is None:
             if required:

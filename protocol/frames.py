@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeAlias, TypeVar
 
-from ._checks import (
+from .checks import (
     check_bool,
     check_int,
     check_number,

@@ -10,24 +10,24 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
 
-import torch
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
-from voxwire.engine.loader import load_voice
-from voxwire.engine.scheduler import SchedulerConfig, WorkKind
+
+from voxwire import __version__
+from voxwire.engine.build import build_engine
 from voxwire.engine.worker import EngineWorker
 from voxwire.protocol import (
     MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE,
+    CloseCode,
     Error,
     ErrorCode,
     Hello,
@@ -39,13 +39,8 @@ from voxwire.server.connection import Connection
 from voxwire.server.metrics import Metrics
 from voxwire.server.settings import Settings
 
-from voxwire import __version__
-
 log = logging.getLogger(__name__)
 
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_TRY_AGAIN_LATER = 1013
-GPU_MAX_BATCH = 8
 COMMON_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 
@@ -77,23 +72,7 @@ class Hub:
 
     async def _load(self) -> None:
         settings = self.settings
-        voices = []
-        dtype = torch.bfloat16 if settings.dtype in {"bf16", "bfloat16"} else torch.float32
-        threads = settings.threads or max(1, (os.cpu_count() or 2) - 1)
-        torch.set_num_threads(threads)
-        log.info("engine uses %d torch thread(s)", threads)
-        for spec in settings.voices:
-            log.info("loading voice %s on device %s", spec, settings.device)
-            voices.append(await asyncio.to_thread(load_voice, spec, settings.device, dtype))
-        max_batch = settings.max_batch or default_max_batch(voices[0].device)
-        log.info("engine batches hold at most %d item(s)", max_batch)
-        config = SchedulerConfig(
-            max_batch_windows=max_batch,
-            max_batch_sentences=max_batch,
-            max_ahead_s=settings.max_ahead_s,
-        )
-        worker = EngineWorker(voices, config, fault_marker=settings.fault_marker)
-        worker.on_batch = self._observe_batch
+        worker = await asyncio.to_thread(build_engine, settings.engine_config(), self._observe_step)
         worker.start()
         infos = tuple(VoiceInfo(v.id, v.language, v.sample_rate) for v in worker.voices)
         rates = tuple(sorted({*COMMON_SAMPLE_RATES, *(v.sample_rate for v in infos)}))
@@ -116,9 +95,9 @@ class Hub:
     def ready(self) -> bool:
         return self.worker is not None and not self.shutting_down
 
-    def _observe_batch(self, kind: WorkKind, size: int, seconds: float) -> None:
-        self.metrics.batch_size.labels(kind=kind.value).observe(size)
-        self.metrics.step_seconds.labels(kind=kind.value).observe(seconds)
+    def _observe_step(self, kind: str, size: int, seconds: float) -> None:
+        self.metrics.batch_size.labels(kind=kind).observe(size)
+        self.metrics.step_seconds.labels(kind=kind).observe(seconds)
 
     async def drain(self) -> None:
         """Graceful shutdown: refuse new streams, let open ones finish within the grace period, close 1001."""
@@ -142,16 +121,10 @@ class Hub:
         stats = self.worker.stats()
         m = self.metrics
         m.engine_streams.set(stats.streams)
-        m.engine_queue.labels(kind="segments").set(stats.queued_segments)
+        m.engine_queue.labels(kind="segments").set(stats.queued_texts)
         m.engine_queue.labels(kind="windows").set(stats.queued_windows)
         m.engine_paused.set(stats.paused_streams)
         m.engine_capacity.set(stats.capacity_streams if stats.capacity_streams != float("inf") else -1)
-
-
-def default_max_batch(device: torch.device) -> int:
-    """Batching pays on a GPU; on a CPU a batch costs what its items cost one by one (measured in
-    docs/benchmarks.md), so there it would only make each engine step, and every wait behind it, longer."""
-    return 1 if device.type == "cpu" else GPU_MAX_BATCH
 
 
 def _token_ok(websocket: WebSocket, tokens: tuple[str, ...]) -> bool:
@@ -173,14 +146,14 @@ async def _refuse(websocket: WebSocket, status: int, reason: str) -> None:
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(PlainTextResponse(reason, status_code=status))
     else:
-        await websocket.close(CLOSE_POLICY_VIOLATION, reason)
+        await websocket.close(CloseCode.POLICY_VIOLATION, reason)
 
 
 async def _overloaded(websocket: WebSocket, hub: Hub, message: str) -> None:
     await websocket.accept()
     hub.metrics.errors.labels(code=str(ErrorCode.OVERLOADED)).inc()
     await websocket.send_bytes(encode(Error(code=ErrorCode.OVERLOADED, message=message)))
-    await websocket.close(CLOSE_TRY_AGAIN_LATER)
+    await websocket.close(CloseCode.TRY_AGAIN_LATER)
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:

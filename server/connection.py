@@ -3,7 +3,7 @@ sender that writes frames in order.
 
 Await points and what can happen at each:
 - ``receive``: the client vanishes -> every stream is cancelled (engine work dropped), the sender stops.
-- a stream's ``put_audio``: the client reads slowly -> the stream waits; its engine buffer fills and the
+- a stream's ``put_chunk``: the client reads slowly -> the stream waits; its engine buffer fills and the
   engine stops generating for it (bounded memory).
 - the sender's ``send``: the client never reads -> the sender waits; the receiver still answers cancels,
   whose ``done`` goes out first once the client reads again.
@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import assert_never
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
-from voxwire.engine.worker import AudioBudget, EngineWorker, Overloaded, UnknownVoice
+
+from voxwire.engine.budget import AudioBudget
+from voxwire.engine.errors import Overloaded, UnknownVoice
+from voxwire.engine.worker import EngineWorker
 from voxwire.protocol import (
     Cancel,
     ClientFrame,
+    CloseCode,
     Error,
     ErrorCode,
     Hello,
@@ -32,7 +35,7 @@ from voxwire.protocol import (
     decode_client,
     encode,
 )
-from voxwire.protocol._checks import show
+from voxwire.protocol.checks import show
 from voxwire.server.metrics import Metrics
 from voxwire.server.outbox import Outbox
 from voxwire.server.segmenter import SegmenterConfig, SentenceSegmenter
@@ -41,13 +44,9 @@ from voxwire.server.stream import StreamSession
 
 log = logging.getLogger(__name__)
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY_VIOLATION = 1008
 FLUSH_TIMEOUT_S = 5.0
 MAX_CONTROL_BACKLOG = 1024
 """Unsent control frames (errors, dones) a connection may pile up before it is closed."""
-REMEMBER_REFUSED = 1024
-"""Ids of refused starts kept so that the text and cancels pipelined behind them are ignored."""
 
 
 class Connection:
@@ -66,10 +65,7 @@ class Connection:
         self._metrics = metrics
         self._hello = hello
         self._is_shutting_down = is_shutting_down
-        self._table = StreamTable(settings.max_streams, settings.max_text_bytes)
-        self._streams: dict[str, StreamSession] = {}
-        self._refused: OrderedDict[str, None] = OrderedDict()
-        """Ids whose last ``start`` was refused (most recent last, at most REMEMBER_REFUSED)."""
+        self._streams: StreamTable[StreamSession] = StreamTable(settings.max_streams, settings.max_text_bytes)
         self._outbox = Outbox(audio_capacity=max(2, settings.max_streams))
         self._budget = AudioBudget(settings.max_buffered_audio_ms / 1000)
         self._rates = {v.id: v.sample_rate for v in hello.voices}
@@ -87,7 +83,7 @@ class Connection:
         try:
             await self._receive_loop()
         finally:
-            for session in list(self._streams.values()):
+            for session in self._streams.owners():
                 session.cancel()
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
@@ -98,14 +94,14 @@ class Connection:
             await asyncio.wait_for(self._idle.wait(), grace_s)
         except TimeoutError:
             log.warning("shutdown grace over: cancelling %d stream(s)", len(self._streams))
-            for session in list(self._streams.values()):
+            for session in self._streams.owners():
                 session.cancel()
         try:
             # A client that stopped reading must not hold the shutdown: flush for a bounded time only.
             await asyncio.wait_for(self._flush(), FLUSH_TIMEOUT_S)
         except TimeoutError:
             log.warning("shutdown: a client is not reading; closing without flushing")
-        await self._ws.close(CLOSE_GOING_AWAY)
+        await self._ws.close(CloseCode.GOING_AWAY)
 
     # -- sending -----------------------------------------------------------------------------------------
 
@@ -144,11 +140,11 @@ class Connection:
             if self._outbox.control_backlog > MAX_CONTROL_BACKLOG:
                 # The client keeps sending bad frames and never reads our answers: told, ignored, closed.
                 log.warning("closing a connection that ignores %d unread error frames", MAX_CONTROL_BACKLOG)
-                await self._ws.close(CLOSE_POLICY_VIOLATION, "too many unread error frames")
+                await self._ws.close(CloseCode.POLICY_VIOLATION, "too many unread error frames")
                 return
 
     def _reject(self, error: ProtocolError) -> None:
-        session = self._streams.get(error.stream) if error.stream is not None else None
+        session = self._streams.owner(error.stream) if error.stream is not None else None
         if session is not None:
             # An error tied to an active stream ends that stream (protocol guarantee 5).
             session.fail(error.code, error.message)
@@ -160,29 +156,21 @@ class Connection:
             case Start():
                 try:
                     self._start(frame)
-                except ProtocolError:
-                    self._remember_refused(frame.stream)
-                    raise
-                self._refused.pop(frame.stream, None)
-            case Text() if frame.stream in self._refused:
-                pass  # the client has the start's error; its text was already on the way
-            case Cancel() if frame.stream in self._refused:
-                pass
+                except ProtocolError as error:
+                    self._reject(error)  # ends the active stream the error names, if any
+                    if self._streams.owner(frame.stream) is None:  # (one that shutting_down left alone)
+                        self._streams.refuse(frame.stream)
             case Text():
-                self._table.accept_text(frame)
-                self._streams[frame.stream].add_text(frame.text, final=frame.final, flush=frame.flush)
+                session = self._streams.accept_text(frame)
+                if session is not None:
+                    session.add_text(frame.text, final=frame.final, flush=frame.flush)
             case Cancel():
-                if self._table.cancel(frame.stream):
+                session = self._streams.cancel(frame.stream)
+                if session is not None:
                     self._metrics.cancels.inc()
-                    self._streams[frame.stream].cancel()
+                    session.cancel()
             case _:
                 assert_never(frame)
-
-    def _remember_refused(self, stream: str) -> None:
-        self._refused[stream] = None
-        self._refused.move_to_end(stream)
-        if len(self._refused) > REMEMBER_REFUSED:
-            self._refused.popitem(last=False)
 
     def _start(self, start: Start) -> None:
         if self._is_shutting_down():
@@ -194,34 +182,32 @@ class Connection:
                 f"unknown voice {show(voice)}; this server has: {', '.join(sorted(self._rates))}",
                 start.stream,
             )
-        self._table.open(start)
+        session = self._streams.open(start, lambda: self._new_session(start, voice))
+        self._idle.clear()
+        self._metrics.streams_active.inc()
+        session.start()
+
+    def _new_session(self, start: Start, voice: str) -> StreamSession:
         try:
-            engine_stream = self._worker.open_stream(voice, start.speed or 1.0, self._budget)
+            engine = self._worker.open_stream(voice, start.speed or 1.0, self._budget)
         except (Overloaded, UnknownVoice) as error:
-            self._table.finish(start.stream)
             code = ErrorCode.OVERLOADED if isinstance(error, Overloaded) else ErrorCode.UNKNOWN_VOICE
             raise ProtocolError(code, str(error), start.stream) from error
         segmenter = SentenceSegmenter(
             SegmenterConfig(first_fragment_min_chars=self._settings.first_fragment_chars)
         )
-        session = StreamSession(
+        return StreamSession(
             start.stream,
-            engine_stream,
+            engine,
             start.sample_rate or self._rates[voice],
             self._outbox,
             segmenter,
             self._metrics,
-            on_done=self._stream_done,
+            on_end=self._stream_ended,
         )
-        self._streams[start.stream] = session
-        self._idle.clear()
-        self._metrics.streams_active.inc()
-        session.task = asyncio.create_task(session.run(), name=f"voxwire-stream-{start.stream}")
 
-    def _stream_done(self, session: StreamSession) -> None:
-        if self._streams.get(session.stream_id) is session:
-            del self._streams[session.stream_id]
-            self._table.finish(session.stream_id)
-            self._metrics.streams_active.dec()
+    def _stream_ended(self, session: StreamSession) -> None:
+        self._streams.finish(session.stream_id)
+        self._metrics.streams_active.dec()
         if not self._streams:
             self._idle.set()

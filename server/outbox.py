@@ -3,22 +3,37 @@
 Audio (chunks, and the ``done`` that completes a stream, which must follow its chunks) waits in a bounded
 lane: when the client reads slowly, producers wait here and, behind them, the engine pauses. Control frames
 (``error``, and the ``done`` that answers a cancel) jump ahead of all audio, so a cancel is answered at once.
-Audio of a stream that was cancelled or failed is dropped when it reaches the head of the lane.
+Frames of a stream that was cancelled or failed are dropped when they reach the head of the audio lane.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from dataclasses import dataclass
 from typing import Protocol
 
 
 class Owner(Protocol):
     @property
-    def dropped(self) -> bool: ...
+    def dropped(self) -> bool:
+        """True once the stream was cancelled or failed: its queued frames are not sent."""
 
     def sent(self, samples: int) -> None:
         """Called as a chunk of ``samples`` leaves the outbox for the socket."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    owner: Owner
+    frame: bytes
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    owner: Owner
+    frame: bytes
 
 
 class Outbox:
@@ -27,7 +42,7 @@ class Outbox:
             raise ValueError("audio_capacity must be at least 1")
         self._capacity = audio_capacity
         self._control: deque[bytes] = deque()
-        self._audio: deque[tuple[Owner, bytes, int | None]] = deque()
+        self._audio: deque[_Chunk | _Done] = deque()
         self._ready = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
@@ -43,17 +58,17 @@ class Outbox:
         self._control.append(frame)
         self._ready.set()
 
-    async def put_audio(self, owner: Owner, frame: bytes, samples: int) -> None:
+    async def put_chunk(self, owner: Owner, frame: bytes, samples: int) -> None:
         """Wait for room in the audio lane, then queue a chunk behind the audio before it."""
         while len(self._audio) >= self._capacity:
             self._space.clear()
             await self._space.wait()
-        self._audio.append((owner, frame, samples))
+        self._audio.append(_Chunk(owner, frame, samples))
         self._ready.set()
 
-    def put_nowait_audio(self, owner: Owner, frame: bytes) -> None:
-        """Queue behind the audio even when the lane is full: for a stream's last ``done`` (one each)."""
-        self._audio.append((owner, frame, None))
+    def put_done(self, owner: Owner, frame: bytes) -> None:
+        """Queue a completed stream's ``done`` behind its chunks, even when the lane is full (one each)."""
+        self._audio.append(_Done(owner, frame))
         self._ready.set()
 
     async def get(self) -> bytes:
@@ -62,11 +77,12 @@ class Outbox:
             if self._control:
                 return self._control.popleft()
             while self._audio:
-                owner, frame, samples = self._audio.popleft()
+                item = self._audio.popleft()
                 self._space.set()
-                if not owner.dropped:
-                    if samples is not None:
-                        owner.sent(samples)
-                    return frame
+                if item.owner.dropped:
+                    continue
+                if isinstance(item, _Chunk):
+                    item.owner.sent(item.samples)
+                return item.frame
             self._ready.clear()
             await self._ready.wait()

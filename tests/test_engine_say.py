@@ -6,6 +6,7 @@ import wave
 from pathlib import Path
 
 import pytest
+
 from voxwire.engine.loader import load_voice
 from voxwire.engine.say import say
 from voxwire.engine.voice import Voice

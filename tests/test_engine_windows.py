@@ -7,6 +7,7 @@ import itertools
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from voxwire.engine.windows import WindowSpec, plan_windows
 
 

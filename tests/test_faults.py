@@ -12,12 +12,12 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from voxwire.loadtest.recorder import RecordingClient
-from voxwire.protocol import Chunk, Done, Error, ErrorCode, Start, Text
-from voxwire.server.process import ServerProcess
 from websockets.exceptions import ConnectionClosed
 
 from tests.ws_client import assert_contiguous, wait_until
+from voxwire.loadtest.recorder import RecordingClient
+from voxwire.protocol import Chunk, Done, Error, ErrorCode, Start, Text
+from voxwire.server.process import ServerProcess
 
 pytestmark = pytest.mark.slow
 

@@ -37,6 +37,9 @@ from typing import Any, TypeAlias
 
 import msgpack
 import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.ws_client import assert_contiguous, http_status, wait_until
 from voxwire.loadtest.recorder import RecordingClient
 from voxwire.protocol import (
     Cancel,
@@ -54,9 +57,6 @@ from voxwire.protocol import (
     encode,
 )
 from voxwire.server.process import ServerProcess
-from websockets.exceptions import ConnectionClosed
-
-from tests.ws_client import assert_contiguous, http_status, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,7 @@
 """Load run settings: validation, the layout of slots over connections and processes, the CLI's mapping."""
 
 import pytest
+
 from voxwire.loadtest.cli import build_parser, config_from_args
 from voxwire.loadtest.config import ConnectionPlan, LoadConfig, TokenPlacement, plan_connections
 from voxwire.loadtest.corpus import BUILTIN_REPLIES

@@ -4,6 +4,7 @@ All timelines use 1000 Hz audio, so a chunk of 100 samples plays for 0.1 s and o
 """
 
 import pytest
+
 from voxwire.loadtest.playback import ChunkArrival, Underrun, inter_chunk_gaps, simulate_playback
 
 RATE = 1000

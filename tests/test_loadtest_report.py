@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+
 from voxwire.loadtest.config import LoadConfig
 from voxwire.loadtest.progress import ProgressBoard, ProgressSnapshot
 from voxwire.loadtest.report import RECORDS_IN_JSON_LIMIT, LoadReport

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.asyncio.server import Request, ServerConnection, serve
+
 from voxwire.loadtest.config import LoadConfig, TokenPlacement
 from voxwire.loadtest.results import Outcome
 from voxwire.loadtest.runner import run_load
@@ -34,7 +36,6 @@ from voxwire.protocol import (
     decode_client,
     encode,
 )
-from websockets.asyncio.server import Request, ServerConnection, serve
 
 RATE = 8000
 REPO = Path(__file__).resolve().parents[1]

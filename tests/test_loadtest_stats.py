@@ -3,12 +3,12 @@
 from collections import Counter
 
 import pytest
+
+from tests.test_loadtest_report import record
 from voxwire.loadtest.config import LoadConfig
 from voxwire.loadtest.report import LoadReport
 from voxwire.loadtest.results import Outcome, RunResult, StreamRecord, merge_results
 from voxwire.loadtest.stats import Distribution, percentile
-
-from tests.test_loadtest_report import record
 
 
 @pytest.mark.parametrize(

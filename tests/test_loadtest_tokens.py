@@ -6,6 +6,7 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from voxwire.loadtest.corpus import BUILTIN_REPLIES, read_texts
 from voxwire.loadtest.tokens import MAX_TOKEN_CHARS, split_tokens
 

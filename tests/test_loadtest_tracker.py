@@ -3,6 +3,7 @@
 from collections import Counter
 
 import pytest
+
 from voxwire.loadtest.results import Outcome
 from voxwire.loadtest.tracker import ConnectionTracker, StreamState
 from voxwire.protocol import Chunk, Done, Error, ErrorCode, Hello, Limits, ProtocolError, VoiceInfo

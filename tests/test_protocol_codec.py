@@ -8,6 +8,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from voxwire.protocol import (
     MAX_CONTAINER_ITEMS,
     Cancel,

@@ -1,183 +1,281 @@
-"""The engine scheduler, driven on the CPU with a fake clock and hand-made results."""
+"""The engine scheduler, driven on the CPU with a fake clock and hand-made outputs (no model)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import numpy as np
 import pytest
-from voxwire.engine.scheduler import Scheduler, SchedulerConfig, StreamWork, WorkKind
+import torch
 
-RATE = 1000  # samples per second: one window of 500 samples is half a second of audio
+from voxwire.engine.budget import AudioBudget
+from voxwire.engine.latent import Latent, SynthesisParams
+from voxwire.engine.scheduler import (
+    FIRST_WINDOW_FRAMES,
+    STEADY_WINDOW_FRAMES,
+    Scheduler,
+    SchedulerConfig,
+    StreamSpec,
+)
+from voxwire.engine.work import Audio, End, Failed, SentenceBatch, WindowBatch
 
-
-@dataclass(frozen=True)
-class Job:
-    name: str
-    samples: int = 500
-
-
-def stream(key: int, created_at: float = 0.0, voice: str = "v", budget: object | None = None) -> StreamWork:
-    return StreamWork(key=key, voice=voice, sample_rate=RATE, created_at=created_at, budget=budget)  # type: ignore[arg-type]
-
-
-def windows(work: StreamWork, count: int) -> None:
-    work.windows.extend(Job(f"{work.key}-{i}") for i in range(count))
-
-
-def run_windows(sched: Scheduler, now: float) -> list[tuple[int, str]]:
-    batch = sched.next_batch(now)
-    assert batch is not None and batch.kind is WorkKind.WINDOWS
-    for work, job in batch.items:
-        sched.window_done(work, job.samples, now)  # type: ignore[attr-defined]
-    return [(work.key, job.name) for work, job in batch.items]  # type: ignore[attr-defined]
+RATE = 1000  # samples per second
+HOP = 10  # samples per frame: a steady window (64 frames) is 0.64 s of audio, a first window 0.32 s
+PARAMS = SynthesisParams(0.0, 0.0, 1.0)
 
 
-def two_sentences_first_encoded(windows_of_first: list[str]) -> Scheduler:
-    """One stream with two sentences queued, the first encoded into these windows; one window per batch."""
-    sched = Scheduler(SchedulerConfig(sentence_lead_windows=1, max_batch_windows=1, max_ahead_s=100))
-    s = stream(1)
-    sched.add_stream(s)
-    sched.add_segment(1, "First.")
-    sched.add_segment(1, "Second.")
-    batch = sched.next_batch(0.0)
-    assert batch is not None and batch.kind is WorkKind.SENTENCES
-    sched.sentence_done(s, [Job(name) for name in windows_of_first])
-    return sched
+def spec(voice: str = "v", budget: AudioBudget | None = None) -> StreamSpec:
+    return StreamSpec(voice, RATE, HOP, PARAMS, budget)
+
+
+def latent(frames: int) -> Latent:
+    zeros = torch.zeros(2, frames)
+    return Latent(zeros, zeros, torch.zeros(0, dtype=torch.long), ready=frames)
+
+
+def sentences(sched: Scheduler, now: float, frames: dict[int, list[int]] | None = None) -> SentenceBatch:
+    """Run the next batch, which must be sentences; each item's text becomes latents of these sizes
+    (``frames[stream]``, default one latent of 200 frames)."""
+    batch = sched.schedule(now)
+    assert isinstance(batch, SentenceBatch), batch
+    outputs = [[latent(n) for n in (frames or {}).get(item.stream, [200])] for item in batch.items]
+    sched.update(batch, outputs, now)
+    return batch
+
+
+def windows(sched: Scheduler, now: float) -> list[tuple[int, int, int]]:
+    """Run the next batch, which must be windows; returns (stream, first frame, frames) per item."""
+    batch = sched.schedule(now)
+    assert isinstance(batch, WindowBatch), batch
+    sched.update(batch, [np.zeros(item.job.samples, np.int16) for item in batch.items], now)
+    return [(item.stream, item.job.spec.start, item.job.spec.frames) for item in batch.items]
+
+
+def opened(sched: Scheduler, key: int, now: float = 0.0, text: str | None = "Hello.", **kw: object) -> None:
+    sched.add_stream(key, spec(**kw), now)  # type: ignore[arg-type]  # the keywords are spec()'s
+    if text is not None:
+        sched.add_text(key, text)
 
 
 def test_nothing_to_do_gives_no_batch() -> None:
     sched = Scheduler()
-    sched.add_stream(stream(1))
-    assert sched.next_batch(0.0) is None
+    opened(sched, 1, text=None)
+    assert sched.schedule(0.0) is None
+    assert sched.next_wakeup(0.0) is None
+
+
+def test_a_sentence_becomes_a_small_first_window_then_steady_ones() -> None:
+    sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1))
+    opened(sched, 1)
+    sentences(sched, 0.0, {1: [200]})
+    got = [windows(sched, 0.0)[0] for _ in range(4)]
+    assert got == [(1, 0, 32), (1, 32, 64), (1, 96, 64), (1, 160, 40)]
+    sched.add_text(1, "Again.")
+    sentences(sched, 1.0, {1: [100]})
+    assert windows(sched, 1.0)[0] == (1, 0, STEADY_WINDOW_FRAMES)  # later sentences: steady windows only
+
+
+def test_the_stream_ends_after_its_last_window_and_not_before() -> None:
+    sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1))
+    opened(sched, 1)
+    assert sched.end_input(1) == []  # a sentence is queued: no End yet
+    batch = sched.schedule(0.0)
+    assert isinstance(batch, SentenceBatch)
+    assert sched.update(batch, [[latent(40)]], 0.0) == []
+    second = sched.schedule(0.0)
+    assert isinstance(second, WindowBatch) and len(second.items) == 1
+    pcm = np.ones(32 * HOP, np.int16)
+    first_events = sched.update(second, [pcm], 0.0)
+    assert [type(e) for e in first_events] == [Audio]
+    third = sched.schedule(0.0)
+    assert isinstance(third, WindowBatch)
+    events = sched.update(third, [np.ones(8 * HOP, np.int16)], 0.0)
+    assert [type(e) for e in events] == [Audio, End]
+    assert 1 not in sched and len(sched) == 0
+
+
+def test_end_input_of_an_idle_stream_ends_it_at_once() -> None:
+    sched = Scheduler()
+    opened(sched, 1, text=None)
+    assert sched.end_input(1) == [End(1)]
+    assert sched.end_input(1) == []  # gone: ignored
+
+
+def test_a_text_with_nothing_to_say_ends_with_no_audio() -> None:
+    sched = Scheduler()
+    opened(sched, 1, text="...")
+    sched.end_input(1)
+    batch = sched.schedule(0.0)
+    assert isinstance(batch, SentenceBatch)
+    assert sched.update(batch, [[]], 0.0) == [End(1)]
 
 
 def test_new_stream_sentence_goes_before_windows_of_running_streams() -> None:
     sched = Scheduler(SchedulerConfig(max_batch_windows=4))
-    old = stream(1)
-    sched.add_stream(old)
-    windows(old, 3)
-    run_windows(sched, 0.0)  # old has produced audio now
-    windows(old, 3)
-    new = stream(2, created_at=1.0)
-    sched.add_stream(new)
-    sched.add_segment(2, "Hello there.")
-    batch = sched.next_batch(1.0)
-    assert batch is not None
-    assert batch.kind is WorkKind.SENTENCES
-    assert [w.key for w, _ in batch.items] == [2]
+    opened(sched, 1)
+    sentences(sched, 0.0)
+    windows(sched, 0.0)  # stream 1 has produced audio now
+    opened(sched, 2, now=1.0)
+    batch = sched.schedule(1.0)
+    assert isinstance(batch, SentenceBatch)
+    assert [item.stream for item in batch.items] == [2]
 
 
 def test_first_window_of_a_new_stream_beats_every_deadline() -> None:
     sched = Scheduler(SchedulerConfig(max_batch_windows=1))
-    running = stream(1)
-    sched.add_stream(running)
-    windows(running, 1)
-    run_windows(sched, 0.0)
-    windows(running, 2)
-    fresh = stream(2, created_at=5.0)
-    sched.add_stream(fresh)
-    windows(fresh, 2)
-    # running's deadline (0.5 s) is long past at t=5, yet the new stream's first window goes first.
-    assert run_windows(sched, 5.0) == [(2, "2-0")]
+    opened(sched, 1)
+    sentences(sched, 0.0)
+    windows(sched, 0.0)
+    opened(sched, 2, now=5.0)
+    sentences(sched, 5.0)
+    # Stream 1's deadline (0.32 s) is long past at t=5, yet the new stream's first window goes first.
+    assert windows(sched, 5.0) == [(2, 0, FIRST_WINDOW_FRAMES)]
 
 
 def test_windows_run_earliest_playback_deadline_first() -> None:
     sched = Scheduler(SchedulerConfig(max_batch_windows=1, max_ahead_s=100))
-    a, b = stream(1), stream(2)
-    for s in (a, b):
-        sched.add_stream(s)
-        windows(s, 6)
-    run_windows(sched, 0.0)  # a: first audio at 0
-    run_windows(sched, 0.0)  # b: first audio at 0
-    # a is given one more window: its deadline moves later than b's, so b is next.
-    run_windows(sched, 0.1)
-    order = [run_windows(sched, 0.2)[0][0] for _ in range(4)]
+    for key in (1, 2):
+        opened(sched, key)
+        sentences(sched, 0.0, {key: [1000]})
+    assert windows(sched, 0.0)[0][0] == 1  # first windows: 1 then 2, both 0.32 s
+    assert windows(sched, 0.0)[0][0] == 2
+    assert windows(sched, 0.1)[0][0] == 1  # a tie on deadline goes to the older stream
+    order = [windows(sched, 0.2)[0][0] for _ in range(4)]
     assert order == [2, 1, 2, 1]
 
 
 def test_a_first_window_batch_takes_one_window_per_new_stream() -> None:
     sched = Scheduler(SchedulerConfig(max_batch_windows=8))
     for key in (1, 2):
-        s = stream(key)
-        sched.add_stream(s)
-        windows(s, 5)
-    names = run_windows(sched, 0.0)
-    assert names == [(1, "1-0"), (2, "2-0")]
+        opened(sched, key)
+    batch = sched.schedule(0.0)
+    assert isinstance(batch, SentenceBatch)
+    sched.update(batch, [[latent(300)], [latent(300)]], 0.0)
+    assert windows(sched, 0.0) == [(1, 0, 32), (2, 0, 32)]
+
+
+def test_a_started_stream_gives_several_windows_to_one_batch_within_its_look_ahead() -> None:
+    sched = Scheduler(SchedulerConfig(max_batch_windows=8, max_ahead_s=2.0))
+    opened(sched, 1)
+    sentences(sched, 0.0, {1: [2000]})
+    windows(sched, 0.0)  # 0.32 s of audio
+    got = windows(sched, 0.0)
+    # Windows of 0.64 s go in while the stream stays under 2 s ahead: 0.32 + 0.64 * 3 = 2.24 s at most.
+    assert len(got) == 3 and {stream for stream, _, _ in got} == {1}
 
 
 def test_look_ahead_is_bounded() -> None:
     sched = Scheduler(SchedulerConfig(max_batch_windows=64, max_ahead_s=1.0))
-    s = stream(1)
-    sched.add_stream(s)
-    windows(s, 20)
-    run_windows(sched, 0.0)  # first window: 0.5 s of audio
-    run_windows(sched, 0.0)
-    # At t=0 the stream may be at most ~1 s (+ one window) ahead of its clock.
-    assert s.produced_samples / RATE <= 1.0 + 0.5
-    assert sched.next_batch(0.0) is None
+    opened(sched, 1)
+    sentences(sched, 0.0, {1: [2000]})
+    windows(sched, 0.0)
+    windows(sched, 0.0)
+    assert sched.stats().queued_windows > 0
+    assert sched.schedule(0.0) is None  # ahead by more than a second of audio: it waits
     wake = sched.next_wakeup(0.0)
     assert wake is not None and 0 < wake <= 1.0
-    # Once playback catches up, it runs again.
-    assert sched.next_batch(wake + 0.01) is not None
+    assert sched.schedule(wake + 0.01) is not None  # playback caught up
 
 
-def test_budget_exhausted_pauses_the_stream() -> None:
-    class Budget:
-        full = True
+def test_an_exhausted_budget_holds_the_connections_streams_until_it_has_room() -> None:
+    budget = AudioBudget(limit_s=0.5)
+    sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1))
+    opened(sched, 1, budget=budget)
+    sentences(sched, 0.0, {1: [1000]})
+    windows(sched, 0.0)  # 0.32 s
+    windows(sched, 0.0)  # 0.96 s: over the limit
+    assert budget.exhausted()
+    assert sched.schedule(0.0) is None
+    assert sched.stats().paused_streams == 1
+    assert budget.waiting  # the engine waits on it ...
+    assert budget.release(0.3) is False  # ... and 0.66 s left is still too much: no need to wake it
+    assert budget.release(0.3) is True  # 0.36 s: room again, wake the engine
+    assert sched.schedule(0.0) is not None
+    assert sched.stats().paused_streams == 0 and not budget.waiting
 
-        def exhausted(self) -> bool:
-            return self.full
 
-    budget = Budget()
-    sched = Scheduler()
-    s = stream(1, budget=budget)
-    sched.add_stream(s)
-    windows(s, 3)
-    assert sched.next_batch(0.0) is None
-    budget.full = False
-    assert sched.next_batch(0.0) is not None
+def test_the_budget_counts_exactly_the_audio_made_for_live_streams() -> None:
+    budget = AudioBudget(limit_s=100)
+    sched = Scheduler(SchedulerConfig(max_batch_windows=2, max_batch_sentences=2, max_ahead_s=100))
+    for key in (1, 2):
+        opened(sched, key, budget=budget)
+    sentences(sched, 0.0)
+    batch = sched.schedule(0.0)
+    assert isinstance(batch, WindowBatch) and len(batch.items) == 2
+    sched.cancel(2)  # cancelled while its window is in flight
+    first, second = batch.halves()  # the worker may hand results back in halves (failure isolation)
+    for half in (first, second):
+        sched.update(half, [np.zeros(item.job.samples, np.int16) for item in half.items], 0.0)
+    assert budget.buffered_s == pytest.approx(32 * HOP / RATE)  # stream 1's first window only
 
 
 def test_cancel_removes_queued_work_and_in_flight_results_are_ignored() -> None:
     sched = Scheduler()
-    s = stream(1)
-    sched.add_stream(s)
-    sched.add_segment(1, "One.")
-    sched.add_segment(1, "Two.")
-    batch = sched.next_batch(0.0)
-    assert batch is not None and batch.kind is WorkKind.SENTENCES
-    removed = sched.remove_stream(1)
-    assert removed is s and s.cancelled
-    assert not s.segments
-    sched.sentence_done(s, [Job("late")])  # the batch in flight finishes after the cancel
-    assert not s.windows
-    assert sched.queue_depth() == (0, 0)
-    assert sched.next_batch(0.0) is None
+    opened(sched, 1)
+    sched.add_text(1, "Two.")
+    batch = sched.schedule(0.0)
+    assert isinstance(batch, SentenceBatch)
+    sched.cancel(1)
+    assert sched.stats().queued_texts == 0 and len(sched) == 0
+    assert sched.update(batch, [[latent(100)]], 0.0) == []  # the batch in flight finishes after the cancel
+    assert sched.stats().queued_windows == 0
+    assert sched.schedule(0.0) is None
+    sched.add_text(1, "Ignored.")  # text racing the cancel is dropped
+    assert sched.end_input(1) == []
+
+
+def test_a_failed_item_fails_its_stream_only() -> None:
+    sched = Scheduler(SchedulerConfig(max_batch_sentences=4))
+    for key in (1, 2):
+        opened(sched, key)
+    batch = sched.schedule(0.0)
+    assert isinstance(batch, SentenceBatch) and len(batch.items) == 2
+    bad, good = batch.halves()
+    assert sched.fail(bad, bad.items[0], RuntimeError("boom")) == [
+        Failed(1, "synthesis failed: RuntimeError")
+    ]
+    assert 1 not in sched
+    assert sched.update(good, [[latent(50)]], 0.0) == []
+    assert windows(sched, 0.0) == [(2, 0, 32)]
+    with pytest.raises(ValueError, match="not in the batch"):
+        sched.fail(good, bad.items[0], RuntimeError("boom"))
 
 
 def test_next_sentence_is_encoded_before_the_current_one_runs_out() -> None:
-    sched = two_sentences_first_encoded(["a", "b", "c"])
-    run_windows(sched, 0.0)
-    run_windows(sched, 0.0)  # one window left: the next sentence becomes due, after that window
-    assert run_windows(sched, 0.0) == [(1, "c")]
-    batch = sched.next_batch(0.0)
-    assert batch is not None and batch.kind is WorkKind.SENTENCES
+    sched = Scheduler(SchedulerConfig(sentence_lead_windows=1, max_batch_windows=1, max_ahead_s=100))
+    opened(sched, 1)
+    sched.add_text(1, "Second.")
+    sentences(sched, 0.0, {1: [150]})  # windows of 32, 64, 54 frames
+    windows(sched, 0.0)
+    windows(sched, 0.0)  # one window left: the next sentence is due, after that window
+    assert windows(sched, 0.0) == [(1, 96, 54)]
+    assert isinstance(sched.schedule(0.0), SentenceBatch)
+
+
+def test_a_playing_stream_gets_its_next_window_before_its_next_sentence() -> None:
+    sched = Scheduler(SchedulerConfig(sentence_lead_windows=1, max_batch_windows=1, max_ahead_s=100))
+    opened(sched, 1)
+    sched.add_text(1, "Second.")
+    sentences(sched, 0.0, {1: [96]})  # two windows
+    windows(sched, 0.0)  # first audio out; one window left, so the next sentence is due too
+    assert isinstance(sched.schedule(0.1), WindowBatch)  # the audio needed first goes first
 
 
 def test_fairness_no_stream_starves() -> None:
     sched = Scheduler(SchedulerConfig(max_batch_windows=2, max_ahead_s=1.0))
-    streams = [stream(k) for k in range(6)]
-    for s in streams:
-        sched.add_stream(s)
-        windows(s, 200)
+    for key in range(6):
+        opened(sched, key)
+    while isinstance(batch := sched.schedule(0.0), SentenceBatch):
+        sched.update(batch, [[latent(20_000)] for _ in batch.items], 0.0)
     now = 0.0
+    produced = dict.fromkeys(range(6), 0)
     for _ in range(300):
-        if sched.next_batch(now) is not None:
-            run_windows(sched, now)
-        now += 0.2  # playback clock advances; the worker makes 1 s of audio per 0.2 s
-    produced = [s.produced_samples for s in streams]
-    assert min(produced) > 0
-    assert max(produced) - min(produced) <= 2 * 500 * 2  # within a couple of windows of each other
+        batch = sched.schedule(now)
+        if isinstance(batch, WindowBatch):
+            for item in batch.items:
+                produced[item.stream] += item.job.samples
+            sched.update(batch, [np.zeros(item.job.samples, np.int16) for item in batch.items], now)
+        now += 0.2  # the playback clock advances; the worker makes up to 1.28 s of audio per 0.2 s
+    assert min(produced.values()) > 0
+    assert max(produced.values()) - min(produced.values()) <= 2 * 64 * HOP  # within two windows
 
 
 def test_admission_follows_measured_capacity() -> None:
@@ -185,84 +283,83 @@ def test_admission_follows_measured_capacity() -> None:
     assert sched.capacity_streams() == float("inf")  # nothing measured yet: admit
     sched.record_step(busy_s=2.0, audio_s=8.0)  # 4x real time measured
     assert sched.capacity_streams() == pytest.approx(2.0)
-    sched.add_stream(stream(1))
-    sched.add_segment(1, "Busy.")
+    opened(sched, 1)
     assert sched.admits(0.0)
-    sched.add_stream(stream(2, created_at=-5.0))
+    opened(sched, 2, now=-5.0, text=None)
     assert sched.admits(0.0)  # an open stream that has had no text for seconds costs nothing
-    sched.add_segment(2, "Busy too.")
+    sched.add_text(2, "Busy too.")
     assert not sched.admits(0.0)
-    sched.remove_stream(2)
+    sched.cancel(2)
     assert sched.admits(0.0)
 
 
 def test_a_stream_still_playing_counts_against_capacity_until_its_audio_has_played() -> None:
-    sched = Scheduler(SchedulerConfig(admission_headroom=1.0))
+    sched = Scheduler(SchedulerConfig(admission_headroom=1.0, max_ahead_s=100, max_batch_windows=1))
     sched.record_step(busy_s=1.0, audio_s=2.0)  # 2 streams in real time
-    playing = stream(2)
-    sched.add_stream(playing)
-    windows(playing, 2)
-    run_windows(sched, 10.0)
-    run_windows(sched, 10.0)  # both of its windows: 1 s of audio, playing from t = 10 s until 11 s
-    assert playing.idle()
-    sched.add_stream(stream(1))
-    sched.add_segment(1, "Busy.")
+    opened(sched, 2, now=10.0)
+    sentences(sched, 10.0, {2: [96]})
+    windows(sched, 10.0)
+    windows(sched, 10.0)  # both of its windows: 0.96 s of audio, playing from t = 10 s
+    assert sched.stats().queued_windows == 0
+    opened(sched, 1, now=10.0)
     grace = sched.config.admission_grace_s
     assert not sched.admits(10.5)  # no queued work, but its listener is still playing: it counts
-    assert not sched.admits(11.0 + grace / 2)  # just played out: its next text is likely on its way
-    assert sched.admits(11.0 + grace * 2)  # waiting for text long after: it costs nothing
+    assert not sched.admits(10.96 + grace / 2)  # just played out: its next text is likely on its way
+    assert sched.admits(10.96 + grace * 2)  # waiting for text long after: it costs nothing
 
 
 def test_a_burst_of_new_streams_counts_before_their_text_arrives() -> None:
     sched = Scheduler(SchedulerConfig(admission_headroom=1.0))
     sched.record_step(busy_s=1.0, audio_s=2.0)  # 2 streams in real time
-    sched.add_stream(stream(1, created_at=5.0))
+    opened(sched, 1, now=5.0, text=None)
     assert sched.admits(5.0)
-    sched.add_stream(stream(2, created_at=5.0))
+    opened(sched, 2, now=5.0, text=None)
     assert not sched.admits(5.0)  # two just opened, no text yet: full
     assert sched.admits(5.0 + sched.config.admission_grace_s * 2)  # both silent since: free again
 
 
 def test_batches_hold_one_voice() -> None:
     sched = Scheduler()
-    a, b = stream(1, voice="x"), stream(2, voice="y")
-    for s in (a, b):
-        sched.add_stream(s)
-        windows(s, 1)
-    batch = sched.next_batch(0.0)
-    assert batch is not None
-    assert {w.voice for w, _ in batch.items} == {batch.voice}
+    opened(sched, 1, voice="x")
+    opened(sched, 2, voice="y")
+    first = sentences(sched, 0.0)
+    second = sentences(sched, 0.0)
+    assert [first.voice, second.voice] == ["x", "y"]
+    batch = sched.schedule(0.0)
+    assert isinstance(batch, WindowBatch) and [item.stream for item in batch.items] == [1]
 
 
 def test_duplicate_stream_key_is_refused() -> None:
     sched = Scheduler()
-    sched.add_stream(stream(1))
+    opened(sched, 1)
     with pytest.raises(ValueError, match="already scheduled"):
-        sched.add_stream(stream(1))
+        opened(sched, 1)
 
 
-def test_a_playing_stream_gets_its_next_window_before_its_next_sentence() -> None:
-    sched = two_sentences_first_encoded(["a", "b"])
-    run_windows(sched, 0.0)  # first audio out; one window left, so the next sentence is due too
-    batch = sched.next_batch(0.1)
-    assert batch is not None and batch.kind is WorkKind.WINDOWS  # the audio needed first goes first
+def test_text_after_end_input_is_a_caller_bug() -> None:
+    sched = Scheduler()
+    opened(sched, 1)
+    sched.end_input(1)
+    with pytest.raises(ValueError, match="after its input ended"):
+        sched.add_text(1, "More.")
 
 
 def test_sentences_batch_with_others_of_about_their_length() -> None:
     sched = Scheduler(SchedulerConfig(max_batch_sentences=8, sentence_length_ratio=2.0))
     texts = {1: "x" * 40, 2: "x" * 300, 3: "x" * 25, 4: "x" * 80, 5: "x" * 81}
     for key, text in texts.items():
-        sched.add_stream(stream(key, created_at=key / 10))  # stream 1 is the most urgent
-        sched.add_segment(key, text)
-    first = sched.next_batch(1.0)
-    assert first is not None and first.kind is WorkKind.SENTENCES
-    assert [w.key for w, _ in first.items] == [1, 3, 4]  # 20 to 80 characters go with the 40 of stream 1
-    for work, _ in first.items:
-        sched.sentence_done(work, [])
-    second = sched.next_batch(1.0)
-    assert second is not None
-    assert [w.key for w, _ in second.items] == [2]  # 300 leads now; 81 is less than half of it
-    for work, _ in second.items:
-        sched.sentence_done(work, [])
-    third = sched.next_batch(1.0)
-    assert third is not None and [w.key for w, _ in third.items] == [5]
+        opened(sched, key, now=key / 10, text=text)  # stream 1 is the most urgent
+    silent: dict[int, list[int]] = {key: [] for key in texts}  # no audio: only sentences compete here
+    assert [item.stream for item in sentences(sched, 1.0, silent).items] == [1, 3, 4]  # 20 to 80 chars
+    assert [item.stream for item in sentences(sched, 1.0, silent).items] == [2]  # 300 leads; 81 < half
+    assert [item.stream for item in sentences(sched, 1.0, silent).items] == [5]
+
+
+def test_stale_index_entries_do_not_pile_up() -> None:
+    sched = Scheduler(SchedulerConfig(max_ahead_s=1e9, max_batch_windows=1))
+    opened(sched, 1)
+    sentences(sched, 0.0, {1: [64 * 10_000]})
+    for step in range(2_000):
+        windows(sched, float(step))
+        sched.add_text(1, "More.")  # every change re-indexes the stream
+    assert len(sched._window_heap) + len(sched._sentence_heap) <= 64 + 8 * len(sched)

@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterator
 
 import msgpack
 import pytest
-from voxwire.loadtest.recorder import RecordingClient
-from voxwire.protocol import Error, ErrorCode, Start, Text
-from voxwire.server.process import ServerProcess
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.ws_client import http_status, wait_until
+from voxwire.loadtest.recorder import RecordingClient
+from voxwire.protocol import Error, ErrorCode, Start, Text
+from voxwire.server.process import ServerProcess
 
 pytestmark = pytest.mark.slow
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from voxwire.server.segmenter import DEFAULT_CONFIG, SegmenterConfig, SentenceSegmenter
 
 NO_EARLY_FRAGMENT = SegmenterConfig(first_fragment_min_chars=10_000)

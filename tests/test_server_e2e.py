@@ -11,13 +11,13 @@ import socket
 import msgpack
 import numpy as np
 import pytest
-from voxwire.loadtest.recorder import RecordingClient
-from voxwire.protocol import Cancel, Chunk, Error, ErrorCode, Start, Text, decode_server
-from voxwire.server.process import ServerProcess
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.ws_client import assert_contiguous, http_status, wait_until
+from voxwire.loadtest.recorder import RecordingClient
+from voxwire.protocol import Cancel, Chunk, Error, ErrorCode, Start, Text, decode_server
+from voxwire.server.process import ServerProcess
 
 pytestmark = pytest.mark.slow
 

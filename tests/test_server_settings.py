@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 import torch
-from voxwire.server.app import GPU_MAX_BATCH, default_max_batch
+
+from voxwire.engine.build import GPU_MAX_BATCH, default_max_batch
 from voxwire.server.settings import add_arguments, build_settings
 
 

@@ -1,4 +1,4 @@
-"""StreamSession with a recording engine stream (a test double): when a sentence still arriving is cut at a
+"""StreamSession with a recording engine handle (a test double): when a sentence still arriving is cut at a
 clause boundary. The real pipeline runs in tests/test_server_e2e.py."""
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ class RecordingEngineStream:
 
 
 def session_with(engine: RecordingEngineStream) -> StreamSession:
-    return StreamSession(
-        "s1", engine, RATE, Outbox(8), SentenceSegmenter(), Metrics(), on_done=lambda _: None
-    )  # type: ignore[arg-type]
+    # RecordingEngineStream stands in for the engine's StreamHandle (duck-typed).
+    return StreamSession("s1", engine, RATE, Outbox(8), SentenceSegmenter(), Metrics(), on_end=lambda _: None)  # type: ignore[arg-type]
 
 
 def speak(session: StreamSession, audio_left_s: float) -> None:

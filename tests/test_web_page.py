@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser
-from voxwire.server.process import ServerProcess
 
 from tests.web_harness import ARTIFACTS, DemoPage, assert_played_exactly, chromium
+from voxwire.server.process import ServerProcess
 
 pytestmark = pytest.mark.browser
 

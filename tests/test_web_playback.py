@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from playwright.sync_api import Browser
-from voxwire.server.process import ServerProcess
 
 from tests.web_harness import (
     ARTIFACTS,
@@ -22,6 +21,7 @@ from tests.web_harness import (
     assert_played_exactly,
     chromium,
 )
+from voxwire.server.process import ServerProcess
 
 pytestmark = pytest.mark.browser
 

@@ -1,5 +1,6 @@
-"""The engine worker with a fake voice (a test double for the model): ordering, end of stream, cancel,
-failure isolation and out-of-memory splitting. The real voice runs through it in tests/test_server_e2e.py."""
+"""The engine worker and stream handles with a fake voice (a test double for the model): ordering, end of
+stream, cancel, failure isolation and out-of-memory splitting. The real voice runs through them in
+tests/test_server_e2e.py."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import asyncio
 import numpy as np
 import pytest
 import torch
+
+from voxwire.engine.budget import AudioBudget
+from voxwire.engine.errors import EngineError, Overloaded, UnknownVoice
+from voxwire.engine.handle import StreamHandle
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.scheduler import SchedulerConfig
 from voxwire.engine.voice import VoiceInfo
 from voxwire.engine.windows import WindowSpec
-from voxwire.engine.worker import AudioBudget, EngineError, EngineWorker, Overloaded, UnknownVoice
+from voxwire.engine.worker import EngineWorker
 
 HOP = 4
 
@@ -20,18 +25,27 @@ HOP = 4
 class FakeVoice:
     """Each word becomes 10 latent frames whose values encode (word, frame), so order is checkable."""
 
-    def __init__(self, fail_word: str | None = None, max_batch: int | None = None) -> None:
+    def __init__(
+        self, fail_word: str | None = None, max_batch: int | None = None, fail_text: str | None = None
+    ) -> None:
         self.info = VoiceInfo("fake", "xx", 1000)
         self.default_params = SynthesisParams(0.0, 0.0, 1.0)
         self.hop_length = HOP
         self.fail_word = fail_word
+        self.fail_text = fail_text
         self.max_batch = max_batch
         self.window_batches: list[int] = []
+        self.sentence_batches: list[int] = []
 
     def phonemize(self, text: str) -> list[list[int]]:
+        if self.fail_text is not None and self.fail_text in text:
+            return [[-1]]
         return [[hash(w) % 1000 for w in text.split()]] if text.strip() else []
 
     def encode(self, ids: list[list[int]], params: list[SynthesisParams]) -> list[Latent]:
+        self.sentence_batches.append(len(ids))
+        if [-1] in ids:
+            raise RuntimeError("poisoned sentence")
         latents = []
         for sentence in ids:
             frames = torch.arange(10 * len(sentence), dtype=torch.float32)
@@ -55,10 +69,8 @@ class FakeVoice:
         return out
 
 
-async def read_all(stream) -> np.ndarray:  # type: ignore[no-untyped-def]
-    blocks = []
-    while (block := await stream.read()) is not None:
-        blocks.append(block)
+async def read_all(stream: StreamHandle) -> np.ndarray:
+    blocks = [block async for block in stream]
     return np.concatenate(blocks) if blocks else np.zeros(0, np.int16)
 
 
@@ -67,6 +79,7 @@ def expected_frames(words: int) -> np.ndarray:
 
 
 async def started(voice: FakeVoice, **config: object) -> EngineWorker:
+    # FakeVoice stands in for Voice (duck-typed); the keywords are SchedulerConfig's.
     worker = EngineWorker([voice], SchedulerConfig(**config))  # type: ignore[list-item, arg-type]
     worker.start()
     return worker
@@ -111,6 +124,22 @@ async def test_a_failing_item_fails_only_its_stream() -> None:
     await worker.stop()
 
 
+async def test_a_failing_sentence_fails_only_its_stream_and_the_rest_of_its_batch_is_served() -> None:
+    voice = FakeVoice(fail_text="poison")
+    worker = await started(voice, max_ahead_s=1e9, max_batch_sentences=8)
+    streams = [worker.open_stream() for _ in range(4)]
+    for index, s in enumerate(streams):
+        s.add_text("poison pill" if index == 1 else "alpha beta")
+        s.end_input()
+    with pytest.raises(EngineError, match="synthesis failed: RuntimeError"):
+        await read_all(streams[1])
+    for index in (0, 2, 3):
+        np.testing.assert_array_equal(await read_all(streams[index]), expected_frames(2))
+    assert voice.sentence_batches[0] == 4  # one batch first, then halves around the failing item
+    assert worker.stats().streams == 0
+    await worker.stop()
+
+
 async def test_out_of_memory_splits_the_batch() -> None:
     voice = FakeVoice(max_batch=1)
     worker = await started(voice, max_ahead_s=1e9, max_batch_windows=8)
@@ -130,8 +159,8 @@ async def test_cancel_drops_queued_work_and_frees_the_budget() -> None:
     stream = worker.open_stream(budget=budget)
     stream.add_text(" ".join(["word"] * 50))
     stream.end_input()
-    first = await stream.read()
-    assert first is not None and len(first) > 0
+    first = await anext(stream)
+    assert len(first) > 0
     stream.cancel()
     assert budget.buffered_s == pytest.approx(0.0)
     assert worker.stats().streams == 0 and worker.stats().queued_windows == 0
@@ -139,21 +168,31 @@ async def test_cancel_drops_queued_work_and_frees_the_budget() -> None:
 
 
 async def test_budget_pauses_generation_until_the_client_reads() -> None:
-    class WatchedBudget(AudioBudget):
-        full = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    held = asyncio.Event()
 
-        def add(self, seconds: float) -> None:
-            super().add(seconds)
-            if self.exhausted():
-                self.full.set()
+    class WatchedBudget(AudioBudget):
+        """Tells the test when the engine starts waiting on it (the flag is set on the engine thread)."""
+
+        _waiting = False
+
+        @property  # type: ignore[override]  # a property over the base class's plain attribute
+        def waiting(self) -> bool:
+            return self._waiting
+
+        @waiting.setter
+        def waiting(self, value: bool) -> None:
+            self._waiting = value
+            if value:
+                loop.call_soon_threadsafe(held.set)
 
     budget = WatchedBudget(limit_s=0.2)
     worker = await started(FakeVoice(), max_ahead_s=1e9, max_batch_windows=1)
     stream = worker.open_stream(budget=budget)
     stream.add_text(" ".join(["word"] * 40))
     stream.end_input()
-    await asyncio.wait_for(budget.full.wait(), 30)  # nothing is read: the budget fills ...
-    assert worker.stats().paused_streams == 1  # ... and the engine holds the stream's remaining windows
+    await asyncio.wait_for(held.wait(), 30)  # nothing is read: the budget fills and the engine holds ...
+    assert worker.stats().paused_streams == 1  # ... the stream's remaining windows
     assert budget.buffered_s < 0.2 + 64 * HOP / 1000
     audio = await read_all(stream)
     assert len(audio) == 400 * HOP
@@ -164,7 +203,7 @@ async def test_unknown_voice_and_admission() -> None:
     worker = await started(FakeVoice())
     with pytest.raises(UnknownVoice):
         worker.open_stream("nobody")
-    worker._scheduler.record_step(busy_s=2.0, audio_s=1.0)  # measured: 0.5x real time
+    worker._scheduler.record_step(busy_s=2.0, audio_s=1.0)  # as if measured: 0.5x real time
     busy = worker.open_stream(budget=AudioBudget(limit_s=0.0))  # full budget: its work stays queued
     busy.add_text("one two three")
     with pytest.raises(Overloaded):
@@ -182,7 +221,7 @@ async def test_an_idle_moment_after_work_gives_freed_memory_back_once() -> None:
 
     loop = asyncio.get_running_loop()
     worker = EngineWorker(
-        [FakeVoice()],  # type: ignore[list-item]
+        [FakeVoice()],  # type: ignore[list-item]  # duck-typed stand-in for Voice
         SchedulerConfig(max_ahead_s=1e9),
         release_memory=release,
         release_interval_s=0.0,

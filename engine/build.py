@@ -1,0 +1,42 @@
+"""The engine, built from one :class:`EngineConfig`: voices loaded on their device, torch set up, the
+scheduler sized. The server passes its settings in and never touches torch itself."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from voxwire.engine.config import EngineConfig
+from voxwire.engine.loader import load_voice
+from voxwire.engine.scheduler import SchedulerConfig
+from voxwire.engine.worker import EngineWorker, StepObserver
+
+log = logging.getLogger(__name__)
+
+GPU_MAX_BATCH = 8
+_DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+def default_max_batch(device: torch.device) -> int:
+    """Batching pays on a GPU; on a CPU a batch costs what its items cost one by one (measured in
+    docs/benchmarks.md), so there it would only make each engine step, and every wait behind it, longer."""
+    return 1 if device.type == "cpu" else GPU_MAX_BATCH
+
+
+def build_engine(config: EngineConfig, on_step: StepObserver | None = None) -> EngineWorker:
+    """Load the voices and make the worker (blocking: call it from a thread; start the worker on the loop)."""
+    threads = config.threads or max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(threads)
+    log.info("engine uses %d torch thread(s)", threads)
+    voices = []
+    for spec in config.voices:
+        log.info("loading voice %s on device %s", spec, config.device)
+        voices.append(load_voice(spec, config.device, _DTYPES[config.dtype]))
+    max_batch = config.max_batch or default_max_batch(voices[0].device)
+    log.info("engine batches hold at most %d item(s)", max_batch)
+    scheduler = SchedulerConfig(
+        max_batch_windows=max_batch, max_batch_sentences=max_batch, max_ahead_s=config.max_ahead_s
+    )
+    return EngineWorker(voices, scheduler, on_step=on_step, fault_marker=config.fault_marker)

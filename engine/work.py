@@ -1,0 +1,91 @@
+"""What crosses between the scheduler and the worker: batches of typed items, and the events their results
+become.
+
+The scheduler hands out a :class:`SentenceBatch` (text segments to turn into latents) or a
+:class:`WindowBatch` (windows of latents to decode into PCM); the worker runs it on the batch's voice and
+hands back, per item, a list of latents or one PCM block. The scheduler turns results into events for the
+streams' handles: :class:`Audio`, then one :class:`End`; or :class:`Failed` when synthesis failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Generic, Self, TypeAlias, TypeVar
+
+import numpy as np
+
+from voxwire.engine.latent import Latent, SynthesisParams
+from voxwire.engine.windows import WindowSpec
+
+
+@dataclass(frozen=True, slots=True)
+class WindowJob:
+    """The frames ``spec`` of ``latent`` to decode: ``samples`` of audio at the voice's rate."""
+
+    latent: Latent
+    spec: WindowSpec
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class SentenceItem:
+    stream: int
+    text: str
+    params: SynthesisParams
+
+
+@dataclass(frozen=True, slots=True)
+class WindowItem:
+    stream: int
+    job: WindowJob
+
+
+Item = TypeVar("Item", SentenceItem, WindowItem)
+
+
+@dataclass(frozen=True)
+class _Batch(Generic[Item]):
+    voice: str
+    items: tuple[Item, ...]
+
+    def halves(self) -> tuple[Self, Self]:
+        """The first and the second half of the items, as batches of their own (to isolate a failure)."""
+        middle = len(self.items) // 2
+        return replace(self, items=self.items[:middle]), replace(self, items=self.items[middle:])
+
+
+class SentenceBatch(_Batch[SentenceItem]):
+    """Text segments, each to become latents (one per sentence the voice finds in it)."""
+
+
+class WindowBatch(_Batch[WindowItem]):
+    """Windows of latents, each to become one block of int16 PCM."""
+
+
+Batch: TypeAlias = SentenceBatch | WindowBatch
+
+
+@dataclass(frozen=True, slots=True)
+class Audio:
+    """The next block of a stream's audio: int16 PCM at the voice's rate."""
+
+    stream: int
+    pcm: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """The stream's input has ended and all of it has been spoken; nothing follows."""
+
+    stream: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Synthesis failed for the stream; it is over and nothing follows."""
+
+    stream: int
+    reason: str
+
+
+EngineEvent: TypeAlias = Audio | End | Failed
