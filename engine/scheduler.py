@@ -51,7 +51,7 @@ import numpy as np
 
 from voxwire.engine.budget import AudioBudget
 from voxwire.engine.latent import Latent, SynthesisParams
-from voxwire.engine.windows import plan_windows
+from voxwire.engine.windows import WindowSpec
 from voxwire.engine.work import (
     Audio,
     Batch,
@@ -119,16 +119,28 @@ class SchedulerStats:
     """Streams the engine can keep in real time, from measured throughput (inf until measured)."""
 
 
+@dataclass(slots=True)
+class _Cursor:
+    """A latent being cut into windows: the next one starts at ``start`` and is ``size`` frames long."""
+
+    latent: Latent
+    start: int
+    size: int
+
+
 @dataclass(eq=False, slots=True)
 class _Stream:
     key: int
     spec: StreamSpec
     created_at: float
     texts: deque[str] = field(default_factory=deque)
-    windows: deque[WindowJob] = field(default_factory=deque)
+    latents: deque[_Cursor] = field(default_factory=deque)
+    """Latents whose windows are still to hand out, oldest first."""
+    queued_windows: int = 0
     queued_samples: int = 0
     sentence_in_flight: bool = False
     windows_in_flight: int = 0
+    samples_in_flight: int = 0
     first_audio_at: float | None = None
     produced_samples: int = 0
     input_ended: bool = False
@@ -149,7 +161,21 @@ class _Stream:
 
     def idle(self) -> bool:
         """Nothing queued and nothing in flight: once input has ended, the stream is complete."""
-        return not (self.texts or self.windows or self.sentence_in_flight or self.windows_in_flight)
+        return not (self.texts or self.latents or self.sentence_in_flight or self.windows_in_flight)
+
+    def take_window(self) -> WindowJob:
+        """The next window of the oldest latent: its first window as planned, then steady ones."""
+        cursor = self.latents[0]
+        start = cursor.start
+        end = min(start + cursor.size, cursor.latent.frames)
+        job = WindowJob(cursor.latent, WindowSpec(start, end), (end - start) * self.spec.hop_length)
+        cursor.start, cursor.size = end, STEADY_WINDOW_FRAMES
+        if end == cursor.latent.frames:
+            self.latents.popleft()
+        self.queued_windows -= 1
+        self.queued_samples -= job.samples
+        self.samples_in_flight += job.samples
+        return job
 
 
 _Entry: TypeAlias = tuple[int, float, int, int]
@@ -221,6 +247,7 @@ class Scheduler:
 
     def schedule(self, now: float) -> Batch | None:
         """The batch to run now, or None when nothing is runnable."""
+        self._compact()
         self._release_held()
         sentence = self._peek(self._sentence_heap)
         window = self._peek_window(now)
@@ -342,19 +369,20 @@ class Scheduler:
         text = stream.texts.popleft()
         self._queued_texts -= 1
         stream.sentence_in_flight = True
-        self._refresh(stream)
+        stream.version += 1  # out of both heaps while its sentence is in flight; update re-indexes it
         return SentenceItem(stream.key, text, stream.spec.params)
 
     def _window_batch(self, now: float) -> WindowBatch:
         """Most urgent windows first; a stream may give several windows while it stays within look-ahead.
 
         A stream that has produced no audio gives only its first window: that is enough to get audio out."""
+        max_items = self.config.max_batch_windows
         chosen: list[_Stream] = []
         aside: list[_Entry] = []
         voice: str | None = None
-        budget = 4 * self.config.max_batch_windows
-        while len(chosen) < self.config.max_batch_windows and budget and self._peek_window(now) is not None:
-            budget -= 1
+        looks = 4 * max_items  # entries looked at, so a decision stays O(k log n)
+        while len(chosen) < max_items and looks and self._peek_window(now) is not None:
+            looks -= 1
             entry = heapq.heappop(self._window_heap)
             stream = self._stream(entry)
             if voice is None or stream.spec.voice == voice:
@@ -366,31 +394,29 @@ class Scheduler:
             heapq.heappush(self._window_heap, entry)
         assert voice is not None, "a window batch is made only when a window is ready"
         items: list[WindowItem] = []
-        ahead: dict[int, int] = {}
+        for stream in chosen:
+            stream.version += 1  # out of both heaps while in flight; update re-indexes it
         for _ in range(MAX_ROUNDS):
             next_round: list[_Stream] = []
             for stream in chosen:
-                if len(items) == self.config.max_batch_windows:
-                    break
-                job = stream.windows.popleft()
-                stream.queued_samples -= job.samples
+                job = stream.take_window()
                 stream.windows_in_flight += 1
-                self._queued_windows -= 1
                 items.append(WindowItem(stream.key, job))
-                ahead[stream.key] = ahead.get(stream.key, 0) + job.samples
-                in_batch_s = ahead[stream.key] / stream.spec.sample_rate
-                if (
-                    stream.windows
-                    and stream.started
-                    and (stream.deadline() - now + in_batch_s < self.config.max_ahead_s)
-                ):
+                if len(items) == max_items:
+                    break
+                if stream.latents and stream.started and self._room_ahead(stream, now):
                     next_round.append(stream)
             chosen = next_round
-            if not chosen or len(items) == self.config.max_batch_windows:
+            if not chosen or len(items) == max_items:
                 break
-        for key in ahead:
-            self._refresh(self._streams[key])
+        self._queued_windows -= len(items)
         return WindowBatch(voice, tuple(items))
+
+    def _room_ahead(self, stream: _Stream, now: float) -> bool:
+        """Whether the stream stays within its look-ahead with its windows in flight counted too."""
+        in_flight_s = (stream.produced_samples + stream.samples_in_flight) / stream.spec.sample_rate
+        assert stream.first_audio_at is not None
+        return stream.first_audio_at + in_flight_s - now < self.config.max_ahead_s
 
     # -- results ---------------------------------------------------------------------------------------
 
@@ -407,14 +433,15 @@ class Scheduler:
         return events
 
     def _plan_windows(self, stream: _Stream, latent: Latent) -> None:
-        """Cut a latent into windows: the stream's very first one small, all others steady."""
-        first_of_stream = not stream.started and not stream.windows and not stream.windows_in_flight
+        """Queue a latent's windows, cut as they are taken (as ``plan_windows`` cuts them): the stream's
+        very first window small, all others steady."""
+        first_of_stream = not stream.started and not stream.latents and not stream.windows_in_flight
         first = FIRST_WINDOW_FRAMES if first_of_stream else STEADY_WINDOW_FRAMES
-        for spec in plan_windows(latent.frames, first=first, steady=STEADY_WINDOW_FRAMES):
-            job = WindowJob(latent, spec, spec.frames * stream.spec.hop_length)
-            stream.windows.append(job)
-            stream.queued_samples += job.samples
-            self._queued_windows += 1
+        windows = 1 + -(-max(0, latent.frames - first) // STEADY_WINDOW_FRAMES)
+        stream.latents.append(_Cursor(latent, 0, first))
+        stream.queued_windows += windows
+        stream.queued_samples += latent.frames * stream.spec.hop_length
+        self._queued_windows += windows
 
     def _windows_done(
         self, batch: WindowBatch, outputs: Sequence[np.ndarray], now: float
@@ -426,6 +453,7 @@ class Scheduler:
             if stream is None:
                 continue
             stream.windows_in_flight -= 1
+            stream.samples_in_flight -= item.job.samples
             if stream.first_audio_at is None:
                 stream.first_audio_at = now
             stream.produced_samples += len(pcm)
@@ -450,13 +478,13 @@ class Scheduler:
     def _refresh(self, stream: _Stream) -> None:
         """Re-index a stream after any change: fresh heap entries where it is ready, admission counts."""
         stream.version += 1
-        if stream.windows and not stream.held:
+        if stream.latents and not stream.held:
             entry = (stream.started, stream.deadline(), stream.key, stream.version)
             heapq.heappush(self._window_heap, entry)
         if (
             stream.texts
             and not stream.sentence_in_flight
-            and len(stream.windows) <= self.config.sentence_lead_windows
+            and stream.queued_windows <= self.config.sentence_lead_windows
         ):
             due = stream.deadline() + stream.queued_samples / stream.spec.sample_rate
             heapq.heappush(self._sentence_heap, (stream.started, due, stream.key, stream.version))
@@ -468,6 +496,9 @@ class Scheduler:
         else:
             self._working.add(stream.key)
             self._grace.pop(stream.key, None)
+
+    def _compact(self) -> None:
+        """Drop stale entries once they outnumber the live ones: the heaps stay O(streams)."""
         for heap in (self._window_heap, self._sentence_heap):
             if len(heap) > 64 + 4 * len(self._streams):
                 heap[:] = [entry for entry in heap if self._valid(entry)]
@@ -476,7 +507,7 @@ class Scheduler:
     def _remove(self, stream: _Stream) -> None:
         del self._streams[stream.key]
         self._queued_texts -= len(stream.texts)
-        self._queued_windows -= len(stream.windows)
+        self._queued_windows -= stream.queued_windows
         if stream.held:
             assert stream.spec.budget is not None
             keys = self._held[stream.spec.budget]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class WindowSpec:
-    """The latent frames [start, end) whose audio one window produces."""
+    """The latent frames [start, end) whose audio one window produces (made per window: slotted, not
+    frozen, as that costs half as much; never changed once made)."""
 
     start: int
     end: int

@@ -5,6 +5,9 @@ The scheduler hands out a :class:`SentenceBatch` (text segments to turn into lat
 :class:`WindowBatch` (windows of latents to decode into PCM); the worker runs it on the batch's voice and
 hands back, per item, a list of latents or one PCM block. The scheduler turns results into events for the
 streams' handles: :class:`Audio`, then one :class:`End`; or :class:`Failed` when synthesis failed.
+
+Items and events are made per window on the engine's hot path, so they are plain slotted dataclasses (a
+frozen one costs twice as much to build); nothing changes them after they are made.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.windows import WindowSpec
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WindowJob:
     """The frames ``spec`` of ``latent`` to decode: ``samples`` of audio at the voice's rate."""
 
@@ -27,14 +30,14 @@ class WindowJob:
     samples: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SentenceItem:
     stream: int
     text: str
     params: SynthesisParams
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WindowItem:
     stream: int
     job: WindowJob
@@ -65,7 +68,7 @@ class WindowBatch(_Batch[WindowItem]):
 Batch: TypeAlias = SentenceBatch | WindowBatch
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Audio:
     """The next block of a stream's audio: int16 PCM at the voice's rate."""
 
@@ -73,14 +76,14 @@ class Audio:
     pcm: np.ndarray
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class End:
     """The stream's input has ended and all of it has been spoken; nothing follows."""
 
     stream: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Failed:
     """Synthesis failed for the stream; it is over and nothing follows."""
 

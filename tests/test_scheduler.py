@@ -49,8 +49,15 @@ def windows(sched: Scheduler, now: float) -> list[tuple[int, int, int]]:
     return [(item.stream, item.job.spec.start, item.job.spec.frames) for item in batch.items]
 
 
-def opened(sched: Scheduler, key: int, now: float = 0.0, text: str | None = "Hello.", **kw: object) -> None:
-    sched.add_stream(key, spec(**kw), now)  # type: ignore[arg-type]  # the keywords are spec()'s
+def opened(
+    sched: Scheduler,
+    key: int,
+    now: float = 0.0,
+    text: str | None = "Hello.",
+    voice: str = "v",
+    budget: AudioBudget | None = None,
+) -> None:
+    sched.add_stream(key, spec(voice, budget), now)
     if text is not None:
         sched.add_text(key, text)
 
@@ -263,8 +270,7 @@ def test_fairness_no_stream_starves() -> None:
     sched = Scheduler(SchedulerConfig(max_batch_windows=2, max_ahead_s=1.0))
     for key in range(6):
         opened(sched, key)
-    while isinstance(batch := sched.schedule(0.0), SentenceBatch):
-        sched.update(batch, [[latent(20_000)] for _ in batch.items], 0.0)
+    sentences(sched, 0.0, {key: [20_000] for key in range(6)})
     now = 0.0
     produced = dict.fromkeys(range(6), 0)
     for _ in range(300):
@@ -363,3 +369,14 @@ def test_stale_index_entries_do_not_pile_up() -> None:
         windows(sched, float(step))
         sched.add_text(1, "More.")  # every change re-indexes the stream
     assert len(sched._window_heap) + len(sched._sentence_heap) <= 64 + 8 * len(sched)
+
+
+def test_a_stream_with_work_in_flight_waits_for_its_results_before_more_is_scheduled() -> None:
+    sched = Scheduler(SchedulerConfig(max_batch_windows=1, max_ahead_s=100))
+    opened(sched, 1)
+    sentences(sched, 0.0, {1: [1000]})
+    first = sched.schedule(0.0)
+    assert isinstance(first, WindowBatch)
+    assert sched.schedule(0.0) is None  # its window is in flight: nothing else of it runs meanwhile
+    sched.update(first, [np.zeros(first.items[0].job.samples, np.int16)], 0.0)
+    assert isinstance(sched.schedule(0.0), WindowBatch)

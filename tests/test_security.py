@@ -11,6 +11,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import msgpack
 import pytest
@@ -37,10 +38,10 @@ def secured() -> Iterator[ServerProcess]:
         server.stop()
 
 
-async def refused_status(url: str, **kwargs: object) -> int:
+async def refused_status(url: str, **kwargs: Any) -> int:
     """The HTTP status that refused the WebSocket handshake (fails if the handshake succeeds)."""
     with pytest.raises(InvalidStatus) as refused:
-        async with connect(url, **kwargs):  # type: ignore[arg-type]
+        async with connect(url, **kwargs):
             pass
     return refused.value.response.status_code
 

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import socket
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -42,8 +43,8 @@ def engine_idle(server: ServerProcess) -> bool:
     )
 
 
-async def speak(client: RecordingClient, stream: str, text: str, **start: object) -> None:
-    await client.send(Start(stream=stream, **start))  # type: ignore[arg-type]
+async def speak(client: RecordingClient, stream: str, text: str, **start: Any) -> None:
+    await client.send(Start(stream=stream, **start))
     await client.send(Text(stream=stream, text=text, final=True))
 
 
@@ -334,11 +335,12 @@ async def test_health_and_metrics(live_server: ServerProcess) -> None:
     await speak(client, "m", "Every engine step is timed.")
     result = await client.until_done("m")
     assert result.done is not None and result.done.chunks >= 1
+    chunks = result.done.chunks
 
     def counted() -> bool:
         after = live_server.metrics()
         return (
-            after[steps] >= before.get(steps, 0.0) + result.done.chunks  # type: ignore[union-attr]
+            after[steps] >= before.get(steps, 0.0) + chunks
             and after[step_time] > before.get(step_time, 0.0)
             and after[first_audio] >= before.get(first_audio, 0.0) + 1
         )

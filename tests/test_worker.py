@@ -5,6 +5,7 @@ tests/test_server_e2e.py."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 import pytest
@@ -78,9 +79,8 @@ def expected_frames(words: int) -> np.ndarray:
     return np.repeat(np.arange(10 * words, dtype=np.int16), HOP)
 
 
-async def started(voice: FakeVoice, **config: object) -> EngineWorker:
-    # FakeVoice stands in for Voice (duck-typed); the keywords are SchedulerConfig's.
-    worker = EngineWorker([voice], SchedulerConfig(**config))  # type: ignore[list-item, arg-type]
+async def started(voice: FakeVoice, **config: Any) -> EngineWorker:
+    worker = EngineWorker([voice], SchedulerConfig(**config))  # type: ignore[list-item]  # a duck-typed Voice
     worker.start()
     return worker
 
