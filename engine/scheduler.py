@@ -33,15 +33,13 @@ to a stream bumps its version and pushes fresh entries, and stale ones are skipp
 Streams held by backpressure leave the heap until their budget has room; look-ahead needs no scan, as the
 streams held by it are exactly the tail of the window heap.
 
-Admission compares the streams that count (those with work, those still playing, and for
-``admission_grace_s`` after that or after they opened) with the throughput measured in audio seconds per
-compute second, also without a scan.
+Admission (:mod:`voxwire.engine.admission`) compares the streams that count with the measured throughput,
+also without a scan.
 """
 
 from __future__ import annotations
 
 import heapq
-import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +47,7 @@ from typing import TypeAlias, cast, overload
 
 import numpy as np
 
+from voxwire.engine.admission import Admission
 from voxwire.engine.budget import AudioBudget
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.windows import WindowSpec
@@ -194,13 +193,10 @@ class Scheduler:
         self._held_streams = 0
         self._queued_texts = 0
         self._queued_windows = 0
-        self._working: set[int] = set()
-        """Streams with work queued or in flight: they count for admission."""
-        self._grace: dict[int, float] = {}
-        """Idle streams that still count for admission, until when."""
-        self._grace_heap: list[tuple[float, int]] = []
-        self._busy_s = 0.0
-        self._audio_s = 0.0
+        config = self.config
+        self._admission = Admission(
+            config.admission_headroom, config.admission_grace_s, config.capacity_window_s
+        )
 
     # -- streams (the session side) --------------------------------------------------------------------
 
@@ -306,29 +302,15 @@ class Scheduler:
 
     def record_step(self, busy_s: float, audio_s: float) -> None:
         """Feed the throughput estimate: ``audio_s`` of audio made in ``busy_s`` of compute."""
-        keep = max(0.0, 1.0 - busy_s / self.config.capacity_window_s)
-        self._busy_s = self._busy_s * keep + busy_s
-        self._audio_s = self._audio_s * keep + audio_s
+        self._admission.record_step(busy_s, audio_s)
 
     def capacity_streams(self) -> float:
         """Streams the worker can keep in real time, from measured throughput (inf until measured)."""
-        if self._busy_s < 1.0:
-            return math.inf
-        return self._audio_s / self._busy_s * self.config.admission_headroom
+        return self._admission.capacity_streams()
 
     def admits(self, now: float) -> bool:
-        """Whether a new stream fits in the measured capacity.
-
-        A stream counts while it has work, and until ``admission_grace_s`` after its audio has played out
-        (or after it opened, before any audio): its text is likely on its way, and a burst of ``start``s
-        must not all be admitted before any of them has text. A stream idle for longer costs nothing, so a
-        client holding idle streams cannot lock everyone else out."""
-        heap = self._grace_heap
-        while heap and heap[0][0] <= now:
-            until, key = heapq.heappop(heap)
-            if self._grace.get(key) == until:
-                del self._grace[key]
-        return len(self._working) + len(self._grace) < max(1.0, self.capacity_streams())
+        """Whether a new stream fits in the measured capacity (:mod:`voxwire.engine.admission`)."""
+        return self._admission.admits(now)
 
     def stats(self) -> SchedulerStats:
         return SchedulerStats(
@@ -489,13 +471,9 @@ class Scheduler:
             due = stream.deadline() + stream.queued_samples / stream.spec.sample_rate
             heapq.heappush(self._sentence_heap, (stream.started, due, stream.key, stream.version))
         if stream.idle():
-            self._working.discard(stream.key)
-            until = stream.deadline() + self.config.admission_grace_s
-            self._grace[stream.key] = until
-            heapq.heappush(self._grace_heap, (until, stream.key))
+            self._admission.idle(stream.key, stream.deadline())
         else:
-            self._working.add(stream.key)
-            self._grace.pop(stream.key, None)
+            self._admission.working(stream.key)
 
     def _compact(self) -> None:
         """Drop stale entries once they outnumber the live ones: the heaps stay O(streams)."""
@@ -515,8 +493,7 @@ class Scheduler:
             if not keys:
                 del self._held[stream.spec.budget]
             self._held_streams -= 1
-        self._working.discard(stream.key)
-        self._grace.pop(stream.key, None)
+        self._admission.forget(stream.key)
 
     def _valid(self, entry: _Entry) -> bool:
         stream = self._streams.get(entry[2])
