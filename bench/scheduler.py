@@ -5,7 +5,9 @@ frames per sentence); a simulated clock runs the engine at exactly real-time cap
 stay within their look-ahead and every step has work. Timed: ``schedule(now)`` plus ``update(batch, outputs,
 now)``, the two calls the worker makes under its lock per step; building the fake outputs is not timed.
 
-    python bench/scheduler.py [--streams 10 100 1000 2000 5000] [--steps 3000] [--batch 1 8 64]
+Each cell is the median of ``--repeats`` runs: on a shared VM one run can read a third slower than the next.
+
+    python bench/scheduler.py [--streams 10 100 1000 2000 5000] [--steps 3000] [--batch 1 8 64] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -58,9 +60,7 @@ def run(streams: int, batch: int, steps: int, frames: int) -> dict[str, float]:
             updating = time.perf_counter()
             events = sched.update(work, latents, now)
         else:
-            blocks = [
-                pcm.setdefault(item.job.samples, np.zeros(item.job.samples, np.int16)) for item in work.items
-            ]
+            blocks = [pcm.setdefault(item.samples, np.zeros(item.samples, np.int16)) for item in work.items]
             audio_s = sum(len(block) for block in blocks) / RATE
             updating = time.perf_counter()
             events = sched.update(work, blocks, now)
@@ -92,17 +92,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--frames", type=int, default=400, help="latent frames per sentence (~4.6 s)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per cell; the table shows their median")
     args = parser.parse_args(argv)
     print(
         f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-        f"load average {os.getloadavg()[0]:.2f}; {args.steps} steps each"
+        f"load average {os.getloadavg()[0]:.2f}; {args.steps} steps each, median of {args.repeats} runs"
     )
     print()
+    run(100, max(args.batch), 2000, args.frames)  # warm-up: the first thousands of steps run slower
     print("| streams | max batch | step p50 µs | step mean µs | step p99 µs | items/step | µs per item |")
     print("|---|---|---|---|---|---|---|")
     for batch in args.batch:
         for streams in args.streams:
-            r = run(streams, batch, args.steps, args.frames)
+            runs = [run(streams, batch, args.steps, args.frames) for _ in range(args.repeats)]
+            r = {name: statistics.median(run_[name] for run_ in runs) for name in runs[0]}
             print(
                 f"| {streams} | {batch} | {r['p50_us']:.1f} | {r['mean_us']:.1f} | {r['p99_us']:.1f} "
                 f"| {r['items_per_step']:.1f} | {r['us_per_item']:.1f} |",

@@ -61,7 +61,6 @@ from voxwire.engine.work import (
     SentenceItem,
     WindowBatch,
     WindowItem,
-    WindowJob,
 )
 
 FIRST_WINDOW_FRAMES = 32
@@ -162,19 +161,20 @@ class _Stream:
         """Nothing queued and nothing in flight: once input has ended, the stream is complete."""
         return not (self.texts or self.latents or self.sentence_in_flight or self.windows_in_flight)
 
-    def take_window(self) -> WindowJob:
+    def take_window(self) -> WindowItem:
         """The next window of the oldest latent: its first window as planned, then steady ones."""
         cursor = self.latents[0]
         start = cursor.start
         end = min(start + cursor.size, cursor.latent.frames)
-        job = WindowJob(cursor.latent, WindowSpec(start, end), (end - start) * self.spec.hop_length)
+        samples = (end - start) * self.spec.hop_length
+        item = WindowItem(self.key, cursor.latent, WindowSpec(start, end), samples)
         cursor.start, cursor.size = end, STEADY_WINDOW_FRAMES
         if end == cursor.latent.frames:
             self.latents.popleft()
         self.queued_windows -= 1
-        self.queued_samples -= job.samples
-        self.samples_in_flight += job.samples
-        return job
+        self.queued_samples -= samples
+        self.samples_in_flight += samples
+        return item
 
 
 _Entry: TypeAlias = tuple[int, float, int, int]
@@ -381,9 +381,8 @@ class Scheduler:
         for _ in range(MAX_ROUNDS):
             next_round: list[_Stream] = []
             for stream in chosen:
-                job = stream.take_window()
+                items.append(stream.take_window())
                 stream.windows_in_flight += 1
-                items.append(WindowItem(stream.key, job))
                 if len(items) == max_items:
                     break
                 if stream.latents and stream.started and self._room_ahead(stream, now):
@@ -435,7 +434,7 @@ class Scheduler:
             if stream is None:
                 continue
             stream.windows_in_flight -= 1
-            stream.samples_in_flight -= item.job.samples
+            stream.samples_in_flight -= item.samples
             if stream.first_audio_at is None:
                 stream.first_audio_at = now
             stream.produced_samples += len(pcm)
@@ -509,11 +508,19 @@ class Scheduler:
         return heap[0] if heap else None
 
     def _peek_window(self, now: float) -> _Entry | None:
-        """The most urgent window-ready entry: streams whose budget is exhausted are held on the way out;
-        None when the most urgent stream left is beyond its look-ahead (and so are all after it)."""
+        """The most urgent window-ready entry, left in the heap; streams whose budget is exhausted are held
+        on the way. None when the most urgent stream left is beyond its look-ahead (and so are all after
+        it). One loop with no helper calls: it runs once per window of every batch."""
         heap = self._window_heap
-        while (entry := self._peek(heap)) is not None:
-            stream = self._stream(entry)
+        streams = self._streams
+        max_ahead = self.config.max_ahead_s
+        while heap:
+            entry = heap[0]
+            started, due, key, version = entry
+            stream = streams.get(key)
+            if stream is None or stream.version != version:
+                heapq.heappop(heap)
+                continue
             budget = stream.spec.budget
             if budget is not None and budget.exhausted():
                 budget.waiting = True  # before the second look: a release in between then wakes us
@@ -521,10 +528,9 @@ class Scheduler:
                     heapq.heappop(heap)
                     stream.held = True
                     self._held_streams += 1
-                    self._held.setdefault(budget, []).append(stream.key)
+                    self._held.setdefault(budget, []).append(key)
                     continue
-            started, due = entry[0], entry[1]
-            if started and due - now >= self.config.max_ahead_s:
+            if started and due - now >= max_ahead:
                 return None
             return entry
         return None

@@ -22,15 +22,6 @@ from voxwire.engine.windows import WindowSpec
 
 
 @dataclass(slots=True)
-class WindowJob:
-    """The frames ``spec`` of ``latent`` to decode: ``samples`` of audio at the voice's rate."""
-
-    latent: Latent
-    spec: WindowSpec
-    samples: int
-
-
-@dataclass(slots=True)
 class SentenceItem:
     stream: int
     text: str
@@ -39,8 +30,12 @@ class SentenceItem:
 
 @dataclass(slots=True)
 class WindowItem:
+    """The frames ``spec`` of ``latent`` to decode: ``samples`` of audio at the voice's rate."""
+
     stream: int
-    job: WindowJob
+    latent: Latent
+    spec: WindowSpec
+    samples: int
 
 
 Item = TypeVar("Item", SentenceItem, WindowItem)

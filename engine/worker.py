@@ -254,4 +254,4 @@ class EngineWorker:
 
     def _decode(self, batch: WindowBatch) -> list[np.ndarray]:
         voice = self._voices[batch.voice]
-        return voice.decode_windows([(item.job.latent, item.job.spec) for item in batch.items])
+        return voice.decode_windows([(item.latent, item.spec) for item in batch.items])

@@ -45,8 +45,8 @@ def windows(sched: Scheduler, now: float) -> list[tuple[int, int, int]]:
     """Run the next batch, which must be windows; returns (stream, first frame, frames) per item."""
     batch = sched.schedule(now)
     assert isinstance(batch, WindowBatch), batch
-    sched.update(batch, [np.zeros(item.job.samples, np.int16) for item in batch.items], now)
-    return [(item.stream, item.job.spec.start, item.job.spec.frames) for item in batch.items]
+    sched.update(batch, [np.zeros(item.samples, np.int16) for item in batch.items], now)
+    return [(item.stream, item.spec.start, item.spec.frames) for item in batch.items]
 
 
 def opened(
@@ -210,7 +210,7 @@ def test_the_budget_counts_exactly_the_audio_made_for_live_streams() -> None:
     sched.cancel(2)  # cancelled while its window is in flight
     first, second = batch.halves()  # the worker may hand results back in halves (failure isolation)
     for half in (first, second):
-        sched.update(half, [np.zeros(item.job.samples, np.int16) for item in half.items], 0.0)
+        sched.update(half, [np.zeros(item.samples, np.int16) for item in half.items], 0.0)
     assert budget.buffered_s == pytest.approx(32 * HOP / RATE)  # stream 1's first window only
 
 
@@ -277,8 +277,8 @@ def test_fairness_no_stream_starves() -> None:
         batch = sched.schedule(now)
         if isinstance(batch, WindowBatch):
             for item in batch.items:
-                produced[item.stream] += item.job.samples
-            sched.update(batch, [np.zeros(item.job.samples, np.int16) for item in batch.items], now)
+                produced[item.stream] += item.samples
+            sched.update(batch, [np.zeros(item.samples, np.int16) for item in batch.items], now)
         now += 0.2  # the playback clock advances; the worker makes up to 1.28 s of audio per 0.2 s
     assert min(produced.values()) > 0
     assert max(produced.values()) - min(produced.values()) <= 2 * 64 * HOP  # within two windows
@@ -378,5 +378,5 @@ def test_a_stream_with_work_in_flight_waits_for_its_results_before_more_is_sched
     first = sched.schedule(0.0)
     assert isinstance(first, WindowBatch)
     assert sched.schedule(0.0) is None  # its window is in flight: nothing else of it runs meanwhile
-    sched.update(first, [np.zeros(first.items[0].job.samples, np.int16)], 0.0)
+    sched.update(first, [np.zeros(first.items[0].samples, np.int16)], 0.0)
     assert isinstance(sched.schedule(0.0), WindowBatch)
