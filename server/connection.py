@@ -72,10 +72,6 @@ class Connection:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    @property
-    def active_streams(self) -> int:
-        return len(self._streams)
-
     async def serve(self) -> None:
         """Run until the client leaves or the server closes the connection."""
         self._outbox.put_control(encode(self._hello))
