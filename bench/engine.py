@@ -86,7 +86,7 @@ def bench_cpu(repeats: int, threads: int) -> None:
 def _ours(voice: Voice, text: str) -> tuple[float, float, float, float]:
     """(first audio s, steady RTF of the windows after the first, RTF of everything, audio s)."""
     start = time.perf_counter()
-    ids = voice.phonemize(text)
+    ids = voice.phonemize(text).sentences
     latents = voice.encode(ids, [voice.default_params] * len(ids))
     windows = [(latent, w) for latent in latents for w in plan_windows(latent.frames)]
     voice.decode_windows(windows[:1])
@@ -128,7 +128,7 @@ def _rtf(values: list[float]) -> str:
 def bench_cuda(repeats: int) -> None:
     voice = load_voice("joe", device="cuda")
     text = SENTENCES["20 words"]
-    ids = voice.phonemize(text)[0]
+    ids = voice.phonemize(text).sentences[0]
     print(f"\n## CUDA ({torch.cuda.get_device_name()}), median of {repeats} runs\n")
 
     def first_window() -> None:

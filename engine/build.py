@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import torch
 
 from voxwire.engine.config import EngineConfig
 from voxwire.engine.loader import load_voice
 from voxwire.engine.scheduler import SchedulerConfig
+from voxwire.engine.voice import Voice
 from voxwire.engine.worker import EngineWorker, StepObserver
 
 log = logging.getLogger(__name__)
@@ -25,18 +27,41 @@ def default_max_batch(device: torch.device) -> int:
     return 1 if device.type == "cpu" else GPU_MAX_BATCH
 
 
-def build_engine(config: EngineConfig, on_step: StepObserver | None = None) -> EngineWorker:
-    """Load the voices and make the worker (blocking: call it from a thread; start the worker on the loop)."""
+VoiceLoader = Callable[[str, EngineConfig], Voice]
+"""Loads one voice (a ``voices`` entry) as a config asks: the default is :func:`load_configured_voice`;
+embedders and tests may bring their own."""
+
+
+def load_configured_voice(spec: str, config: EngineConfig) -> Voice:
+    return load_voice(
+        spec,
+        config.device,
+        _DTYPES[config.dtype],
+        allow_raw_phonemes=config.allow_raw_phonemes,
+        max_sentence_ids=config.max_sentence_ids,
+    )
+
+
+def build_engine(
+    config: EngineConfig,
+    on_step: StepObserver | None = None,
+    on_death: Callable[[str], None] | None = None,
+    load: VoiceLoader = load_configured_voice,
+) -> EngineWorker:
+    """Load the voices and make the worker (blocking: call it from a thread; start the worker on the loop).
+
+    ``on_step`` observes every engine step (metrics); ``on_death`` hears, on the loop thread, that the engine
+    thread died (every open stream has failed by then)."""
     threads = config.threads or max(1, (os.cpu_count() or 2) - 1)
     torch.set_num_threads(threads)
     log.info("engine uses %d torch thread(s)", threads)
     voices = []
     for spec in config.voices:
         log.info("loading voice %s on device %s", spec, config.device)
-        voices.append(load_voice(spec, config.device, _DTYPES[config.dtype]))
+        voices.append(load(spec, config))
     max_batch = config.max_batch or default_max_batch(voices[0].device)
     log.info("engine batches hold at most %d item(s)", max_batch)
     scheduler = SchedulerConfig(
         max_batch_windows=max_batch, max_batch_sentences=max_batch, max_ahead_s=config.max_ahead_s
     )
-    return EngineWorker(voices, scheduler, on_step=on_step, fault_marker=config.fault_marker)
+    return EngineWorker(voices, scheduler, on_step=on_step, on_death=on_death)

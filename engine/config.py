@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DTYPES = ("float32", "bf16", "bfloat16")
+MAX_SENTENCE_IDS = 256
+"""Longest id sequence one sentence stage takes: on a 2-core CPU with one thread, 256 ids of the bundled
+voice cost about 0.1 s, as long as the engine's other steps (windows, chunks of flow); the stage grows more
+than linearly past that."""
 
 
 @dataclass(frozen=True)
@@ -22,8 +26,10 @@ class EngineConfig:
     """Most windows (or sentences) in one batch; 0: ``GPU_MAX_BATCH`` on a GPU, 1 on a CPU."""
     max_ahead_s: float = 2.0
     """How far a stream's audio may run ahead of its playback clock before others go first."""
-    fault_marker: str | None = None
-    """Test hook: a text segment containing this string makes the engine fail for that stream."""
+    allow_raw_phonemes: bool = False
+    """Let ``[[ phonemes ]]`` in text reach the voice as phonemes (Piper voices)."""
+    max_sentence_ids: int = MAX_SENTENCE_IDS
+    """Longest phoneme sequence one sentence stage takes (:meth:`voxwire.engine.voice.Voice.phonemize`)."""
 
     def __post_init__(self) -> None:
         if not self.voices:
@@ -34,3 +40,5 @@ class EngineConfig:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.max_batch < 0 or self.threads < 0:
             raise ValueError("max_batch and threads must be 0 (auto) or more")
+        if self.max_sentence_ids < 16:
+            raise ValueError(f"max_sentence_ids must be at least 16, got {self.max_sentence_ids}")

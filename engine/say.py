@@ -42,7 +42,7 @@ def say(
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(voice.info.sample_rate)
-        for sentence in voice.phonemize(text):
+        for sentence in voice.phonemize(text).sentences:
             # One sentence at a time: the first audio waits only for the first sentence.
             tick = time.perf_counter()
             (latent,) = voice.encode([sentence], [params], generator)

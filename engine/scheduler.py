@@ -59,6 +59,7 @@ from voxwire.engine.work import (
     Failed,
     SentenceBatch,
     SentenceItem,
+    SentenceOutput,
     WindowBatch,
     WindowItem,
 )
@@ -131,7 +132,8 @@ class _Stream:
     key: int
     spec: StreamSpec
     created_at: float
-    texts: deque[str] = field(default_factory=deque)
+    texts: deque[str | tuple[int, ...]] = field(default_factory=deque)
+    """Text segments to speak, and sentence pieces (ids) left from an earlier step, in order."""
     latents: deque[_Cursor] = field(default_factory=deque)
     """Latents whose windows are still to hand out, oldest first."""
     queued_windows: int = 0
@@ -270,13 +272,13 @@ class Scheduler:
 
     @overload
     def update(
-        self, batch: SentenceBatch, outputs: Sequence[Sequence[Latent]], now: float
+        self, batch: SentenceBatch, outputs: Sequence[SentenceOutput], now: float
     ) -> list[EngineEvent]: ...
 
     def update(
         self,
         batch: SentenceBatch | WindowBatch,
-        outputs: Sequence[Sequence[Latent]] | Sequence[np.ndarray],
+        outputs: Sequence[SentenceOutput] | Sequence[np.ndarray],
         now: float,
     ) -> list[EngineEvent]:
         """Take a batch's outputs, one per item (latents for a sentence, PCM for a window); the events they
@@ -285,7 +287,7 @@ class Scheduler:
             raise ValueError(f"{len(outputs)} outputs for a batch of {len(batch.items)} items")
         # The overloads pair each batch type with its outputs; the casts restate that pairing.
         if isinstance(batch, SentenceBatch):
-            return self._sentences_done(batch, cast(Sequence[Sequence[Latent]], outputs))
+            return self._sentences_done(batch, cast(Sequence[SentenceOutput], outputs))
         return self._windows_done(batch, cast(Sequence[np.ndarray], outputs), now)
 
     def fail(self, batch: Batch, item: SentenceItem | WindowItem, error: BaseException) -> list[EngineEvent]:
@@ -327,7 +329,7 @@ class Scheduler:
         """The most urgent sentence, and the next most urgent ones of its voice and about its length."""
         lead = self._stream(heapq.heappop(self._sentence_heap))
         voice = lead.spec.voice
-        length = max(1, len(lead.texts[0]))
+        length = _ids_estimate(lead.texts[0])
         ratio = self.config.sentence_length_ratio
         items = [self._take_text(lead)]
         aside: list[_Entry] = []
@@ -338,7 +340,7 @@ class Scheduler:
             stream = self._stream(entry)
             if (
                 stream.spec.voice == voice
-                and length / ratio <= max(1, len(stream.texts[0])) <= length * ratio
+                and length / ratio <= _ids_estimate(stream.texts[0]) <= length * ratio
             ):
                 items.append(self._take_text(stream))
             else:
@@ -401,15 +403,17 @@ class Scheduler:
 
     # -- results ---------------------------------------------------------------------------------------
 
-    def _sentences_done(self, batch: SentenceBatch, outputs: Sequence[Sequence[Latent]]) -> list[EngineEvent]:
+    def _sentences_done(self, batch: SentenceBatch, outputs: Sequence[SentenceOutput]) -> list[EngineEvent]:
         events: list[EngineEvent] = []
-        for item, latents in zip(batch.items, outputs, strict=True):
+        for item, output in zip(batch.items, outputs, strict=True):
             stream = self._streams.get(item.stream)
             if stream is None:
                 continue
             stream.sentence_in_flight = False
-            for latent in latents:
-                self._plan_windows(stream, latent)
+            if output.latent is not None:
+                self._plan_windows(stream, output.latent)
+            stream.texts.extendleft(reversed(output.rest))  # the item's other pieces go next
+            self._queued_texts += len(output.rest)
             events += self._settle(stream)
         return events
 
@@ -544,3 +548,8 @@ class Scheduler:
                 stream.held = False
                 self._held_streams -= 1
                 self._refresh(stream)
+
+
+def _ids_estimate(source: str | tuple[int, ...]) -> int:
+    """A queued item's size in ids, for bucketing: exact for a piece, about two per character for text."""
+    return max(1, len(source) if isinstance(source, tuple) else 2 * len(source))

@@ -8,9 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from voxwire.engine.config import MAX_SENTENCE_IDS
 from voxwire.engine.decoder import WindowDecoder
 from voxwire.engine.latent import Latent, SynthesisParams
+from voxwire.engine.phonemes import Phonemized
 from voxwire.engine.sentence_stage import SentenceStage
+from voxwire.engine.splitting import IdLayout, split_ids
 from voxwire.engine.windows import WindowSpec
 
 _INT16_MAX = 32767.0
@@ -46,7 +49,8 @@ class Voice:
     def __init__(
         self,
         info: VoiceInfo,
-        phonemizer: Callable[[str], list[list[int]]],
+        phonemizer: Callable[[str], Phonemized],
+        layout: IdLayout,
         stage: SentenceStage,
         decoder: WindowDecoder,
         default_params: SynthesisParams,
@@ -55,6 +59,7 @@ class Voice:
         window_sizes: Sequence[int] = (32, 64),
         flow_in_encode: bool | None = None,
         flow_chunk_frames: int | None = 128,
+        max_sentence_ids: int = MAX_SENTENCE_IDS,
     ) -> None:
         self.info = info
         self.default_params = default_params
@@ -66,6 +71,8 @@ class Voice:
         self.flow_in_encode = device.type != "cpu" if flow_in_encode is None else flow_in_encode
         self.flow_chunk_frames = flow_chunk_frames
         self._phonemizer = phonemizer
+        self.layout = layout
+        self.max_sentence_ids = max_sentence_ids
         self.stage = stage.to(device).eval()
         self.decoder = decoder.to(device=device, dtype=dtype).eval()
 
@@ -75,7 +82,7 @@ class Voice:
         The first calls at a new shape set up the conv kernels (oneDNN primitives, cuDNN algorithms) and
         take several times longer; this keeps that cost out of the first requests.
         """
-        ids = self.phonemize("Warm up.")
+        ids = self.phonemize("Warm up.").sentences
         self.complete(self.encode(ids, [self.default_params] * len(ids)))
         for size in self.window_sizes:
             frames = size + 2 * self.context_frames
@@ -85,9 +92,16 @@ class Voice:
             for _ in range(rounds):
                 self.decode_windows([(latent, inside), (latent, WindowSpec(0, size))])
 
-    def phonemize(self, text: str) -> list[list[int]]:
-        """Phoneme ids per sentence."""
-        return self._phonemizer(text)
+    def phonemize(self, text: str) -> Phonemized:
+        """Phoneme ids per sentence, each at most ``max_sentence_ids`` long (a longer sentence is cut at a
+        clause or word boundary, :mod:`voxwire.engine.splitting`)."""
+        phonemized = self._phonemizer(text)
+        sentences = [
+            piece
+            for sentence in phonemized.sentences
+            for piece in split_ids(sentence, self.max_sentence_ids, self.layout)
+        ]
+        return Phonemized(sentences, phonemized.unknown)
 
     @torch.inference_mode()
     def encode(

@@ -3,8 +3,8 @@ become.
 
 The scheduler hands out a :class:`SentenceBatch` (text segments to turn into latents) or a
 :class:`WindowBatch` (windows of latents to decode into PCM); the worker runs it on the batch's voice and
-hands back, per item, a list of latents or one PCM block. The scheduler turns results into events for the
-streams' handles: :class:`Audio`, then one :class:`End`; or :class:`Failed` when synthesis failed.
+hands back, per item, a :class:`SentenceOutput` or one PCM block. The scheduler turns results into events
+for the streams' handles: :class:`Audio`, then one :class:`End`; or :class:`Failed` when synthesis failed.
 
 Items and events are made per window on the engine's hot path, so they are plain slotted dataclasses (a
 frozen one costs twice as much to build); nothing changes them after they are made.
@@ -12,7 +12,7 @@ frozen one costs twice as much to build); nothing changes them after they are ma
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Generic, Self, TypeAlias, TypeVar
 
 import numpy as np
@@ -24,8 +24,18 @@ from voxwire.engine.windows import WindowSpec
 @dataclass(slots=True)
 class SentenceItem:
     stream: int
-    text: str
+    source: str | tuple[int, ...]
+    """Text to phonemize, or the ids of a sentence piece left from an earlier step."""
     params: SynthesisParams
+
+
+@dataclass(slots=True)
+class SentenceOutput:
+    """What a sentence item became: the latent of its first sentence piece (None when there was nothing to
+    say), and its other pieces, each to run in a later step of its own (so every step stays bounded)."""
+
+    latent: Latent | None
+    rest: list[tuple[int, ...]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -25,16 +26,19 @@ import numpy as np
 import torch
 
 from voxwire.engine.budget import AudioBudget
-from voxwire.engine.errors import Overloaded, UnknownVoice
+from voxwire.engine.errors import EngineBroken, Overloaded, UnknownVoice
 from voxwire.engine.handle import StreamHandle
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.memory import release_free_memory
 from voxwire.engine.scheduler import Scheduler, SchedulerConfig, SchedulerStats, StreamSpec
 from voxwire.engine.voice import Voice, VoiceInfo
-from voxwire.engine.work import Audio, Batch, EngineEvent, SentenceBatch, WindowBatch
+from voxwire.engine.work import Audio, Batch, EngineEvent, Failed, SentenceBatch, SentenceOutput, WindowBatch
 
 log = logging.getLogger(__name__)
 
+WARNED_STREAMS = 1024
+BREAKER_FAILURES = 3
+"""Failed items in a row after which the engine checks itself with a known-good sentence."""
 RELEASE_INTERVAL_S = 10.0
 """Freed memory goes back to the OS at most this often, in idle moments."""
 
@@ -54,7 +58,7 @@ class EngineWorker:
         config: SchedulerConfig | None = None,
         *,
         on_step: StepObserver | None = None,
-        fault_marker: str | None = None,
+        on_death: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         release_memory: Callable[[], object] = release_free_memory,
         release_interval_s: float = RELEASE_INTERVAL_S,
@@ -69,7 +73,13 @@ class EngineWorker:
         """Open handles by stream key; touched on the loop thread only."""
         self._keys = itertools.count()
         self._on_step = on_step
-        self._fault_marker = fault_marker
+        self._on_death = on_death
+        """Called on the loop thread, with the reason, when the engine thread has died."""
+        self.stopped_because: str | None = None
+        """Why the engine thread stopped, once it has died; None while it runs."""
+        self._failures_in_a_row = 0
+        self._warned: OrderedDict[int, None] = OrderedDict()
+        """Streams whose unknown phonemes were logged (most recent last, at most WARNED_STREAMS)."""
         self._clock = clock
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -116,6 +126,8 @@ class EngineWorker:
         spec = StreamSpec(voice_id, model.info.sample_rate, model.hop_length, params, budget)
         key = next(self._keys)
         with self._lock:
+            if self.stopped_because is not None:
+                raise Overloaded("the engine has stopped; this server is shutting down")
             now = self._clock()
             if not self._scheduler.admits(now):
                 raise Overloaded("the server is at capacity; retry shortly")
@@ -162,10 +174,33 @@ class EngineWorker:
                 del self._handles[event.stream]
             handle.deliver(event)
 
+    def _die(self, reason: str) -> None:
+        """The engine thread is ending: from now on no stream can be served."""
+        with self._lock:
+            self.stopped_because = reason
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._fail_every_stream, reason)
+
+    def _fail_every_stream(self, reason: str) -> None:
+        """On the loop thread: every open stream fails now, then ``on_death`` hears why."""
+        handles, self._handles = self._handles, {}
+        for key, handle in handles.items():
+            handle.deliver(Failed(key, "synthesis failed: the engine stopped"))
+        if self._on_death is not None:
+            self._on_death(reason)
+
     # -- the worker thread -----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        """The engine thread. If it dies, every open stream fails at once and ``on_death`` reports it."""
         torch.set_grad_enabled(False)
+        try:
+            self._serve()
+        except BaseException as error:  # a dying engine thread is reported, whatever killed it
+            log.critical("the engine thread stopped: %s: %s", type(error).__name__, error, exc_info=error)
+            self._die(f"{type(error).__name__}: {error}")
+
+    def _serve(self) -> None:
         while (batch := self._next_batch()) is not None:
             started = time.perf_counter()
             kind = "sentences" if isinstance(batch, SentenceBatch) else "windows"
@@ -223,35 +258,81 @@ class EngineWorker:
                 first, second = batch.halves()
                 return self._isolated(first, compute) + self._isolated(second, compute)
             item = batch.items[0]
-            log.exception("engine %s step failed for stream %d", type(batch).__name__, item.stream)
+            if _out_of_memory(error):
+                log.warning("engine stream %d: out of memory on its own (%s); it fails", item.stream, error)
+            else:
+                log.exception("engine %s step failed for stream %d", type(batch).__name__, item.stream)
             with self._lock:
                 events = self._scheduler.fail(batch, item, error)
                 self._post(events)
+            if not _out_of_memory(error):
+                self._count_failure(batch.voice)
             return events
+        self._failures_in_a_row = 0
         with self._lock:
             events = self._scheduler.update(batch, outputs, self._clock())
             self._post(events)
         return events
 
-    def _encode(self, batch: SentenceBatch) -> list[list[Latent]]:
-        """Each item's latents, one per sentence its text holds, from one batched sentence stage."""
+    def _count_failure(self, voice_id: str) -> None:
+        """A failure breaker. One client's text can fail its own stream again and again; a device that
+        broke fails everything. After ``BREAKER_FAILURES`` failed items in a row, a known-good sentence
+        (the voice's warm-up) decides which it is: if it fails too, the engine stops (``EngineBroken``)."""
+        self._failures_in_a_row += 1
+        if self._failures_in_a_row < BREAKER_FAILURES:
+            return
+        try:
+            self._voices[voice_id].warm_up(rounds=1)
+        except Exception as error:
+            raise EngineBroken(
+                f"{self._failures_in_a_row} steps failed in a row and a known-good sentence failed too"
+            ) from error
+        log.warning(
+            "%d engine steps failed in a row, but a known-good sentence ran: the engine goes on",
+            self._failures_in_a_row,
+        )
+        self._failures_in_a_row = 0
+
+    def _encode(self, batch: SentenceBatch) -> list[SentenceOutput]:
+        """Each item's first sentence piece through one batched sentence stage; its other pieces go back
+        to the scheduler for later steps."""
         voice = self._voices[batch.voice]
-        ids: list[list[int]] = []
-        params: list[SynthesisParams] = []
-        owners: list[int] = []
-        for index, item in enumerate(batch.items):
-            if self._fault_marker and self._fault_marker in item.text:
-                raise RuntimeError("injected engine fault (test hook)")
-            for sentence in voice.phonemize(item.text):
-                ids.append(sentence)
-                params.append(item.params)
-                owners.append(index)
-        latents: list[list[Latent]] = [[] for _ in batch.items]
-        if ids:
-            for owner, latent in zip(owners, voice.encode(ids, params), strict=True):
-                latents[owner].append(latent)
-        return latents
+        pieces: list[list[list[int]]] = []
+        for item in batch.items:
+            if isinstance(item.source, str):
+                phonemized = voice.phonemize(item.source)
+                if phonemized.unknown:
+                    self._warn_unknown(item.stream, phonemized.unknown)
+                pieces.append(phonemized.sentences)
+            else:
+                pieces.append([list(item.source)])
+        firsts = [(index, item_pieces[0]) for index, item_pieces in enumerate(pieces) if item_pieces]
+        latents: list[Latent | None] = [None] * len(batch.items)
+        if firsts:
+            params = [batch.items[index].params for index, _ in firsts]
+            encoded = voice.encode([ids for _, ids in firsts], params)
+            for (index, _), latent in zip(firsts, encoded, strict=True):
+                latents[index] = latent
+        return [
+            SentenceOutput(latent, [tuple(piece) for piece in item_pieces[1:]])
+            for latent, item_pieces in zip(latents, pieces, strict=True)
+        ]
+
+    def _warn_unknown(self, stream: int, symbols: frozenset[str]) -> None:
+        """Once per stream: text a voice cannot say in full is the client's, and must not flood the log."""
+        if stream in self._warned:
+            return
+        self._warned[stream] = None
+        if len(self._warned) > WARNED_STREAMS:
+            self._warned.popitem(last=False)
+        shown = ", ".join(repr(symbol) for symbol in sorted(symbols)[:8])
+        log.warning("engine stream %d: the voice has no phoneme for %s; left out", stream, shown)
 
     def _decode(self, batch: WindowBatch) -> list[np.ndarray]:
         voice = self._voices[batch.voice]
         return voice.decode_windows([(item.latent, item.spec) for item in batch.items])
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """An allocation failed (on the GPU, or on the host): a batch that does not fit, not a broken engine."""
+    return isinstance(error, torch.OutOfMemoryError | MemoryError)

@@ -7,7 +7,7 @@ bytes.
 """
 
 import enum
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, TypeAlias, TypeVar
 
 from .checks import (
@@ -125,19 +125,27 @@ class Limits:
     """The server's limits, as announced in ``hello.limits``.
 
     The spec requires ``max_streams`` (per connection), ``max_text_bytes`` (UTF-8 bytes per stream) and
-    ``max_frame_bytes`` (per incoming message). voxwire also announces ``max_connections`` (per server) and
-    ``max_buffered_audio_ms`` (audio waiting to be sent, per connection, before generation pauses).
+    ``max_frame_bytes`` (per incoming message). voxwire also announces ``max_connections`` (per server),
+    ``max_buffered_audio_ms`` (audio waiting to be sent, per connection, before generation pauses),
+    ``idle_timeout_ms`` (a connection with no active stream this long is closed), ``ping_interval_ms`` and
+    ``ping_timeout_ms`` (the server pings this often, and closes a connection whose pong is this late);
+    other servers may announce none of these.
     """
 
     max_streams: int
     max_text_bytes: int
     max_frame_bytes: int
-    max_connections: int
-    max_buffered_audio_ms: int
+    max_connections: int | None = None
+    max_buffered_audio_ms: int | None = None
+    idle_timeout_ms: int | None = None
+    ping_interval_ms: int | None = None
+    ping_timeout_ms: int | None = None
 
     def __post_init__(self) -> None:
         for limit in fields(self):
-            check_int(limit.name, getattr(self, limit.name), None, 1)
+            value = getattr(self, limit.name)
+            if value is not None or limit.default is MISSING:
+                check_int(limit.name, value, None, 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,7 +92,6 @@ _REFUSALS: dict[tuple[StreamPhase | None, _Event], tuple[ErrorCode, str]] = {
     (_ENDED_INPUT, _Event.FINAL_TEXT): (ErrorCode.STREAM_CLOSED, _INPUT_ENDED),
     (_DONE, _Event.TEXT): (ErrorCode.STREAM_CLOSED, _OVER),
     (_DONE, _Event.FINAL_TEXT): (ErrorCode.STREAM_CLOSED, _OVER),
-    (_UNKNOWN, _Event.CANCEL): (ErrorCode.UNKNOWN_STREAM, _NOT_STARTED),
     (_UNKNOWN, _Event.FINISH): (ErrorCode.INTERNAL, _NOT_ACTIVE),
     (_DONE, _Event.FINISH): (ErrorCode.INTERNAL, _NOT_ACTIVE),
     (_REFUSED, _Event.FINISH): (ErrorCode.INTERNAL, _NOT_ACTIVE),
@@ -178,9 +177,12 @@ class StreamTable(Generic[S]):
     def cancel(self, stream: str) -> S | None:
         """The value of the stream the caller must cancel now (answering ``done`` reason ``cancelled``).
 
-        Once per active stream, which moves to ``ENDED_INPUT``. None, to be ignored silently, for a stream
-        already cancelled, recently ended (spec guarantee 3) or refused. ``unknown_stream`` for an unknown id.
+        Once per active stream, which moves to ``ENDED_INPUT``. None, to be ignored silently, for any other
+        id: one already cancelled, ended (spec guarantee 3, however long ago), refused, or never started.
+        A cancel races with the end of its stream in barge-in, and the client needs no answer to it then.
         """
+        if self.phase(stream) is _UNKNOWN:
+            return None
         phase = self._move(stream, _Event.CANCEL)
         record = self._active.get(stream)
         if record is None or record.cancelled:

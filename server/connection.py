@@ -7,12 +7,15 @@ Await points and what can happen at each:
   engine stops generating for it (bounded memory).
 - the sender's ``send``: the client never reads -> the sender waits; the receiver still answers cancels,
   whose ``done`` goes out first once the client reads again.
+- the idle watch: no active stream for ``idle_timeout_s`` -> the connection is closed (1000, "idle timeout").
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import assert_never
 
@@ -71,18 +74,44 @@ class Connection:
         self._rates = {v.id: v.sample_rate for v in hello.voices}
         self._idle = asyncio.Event()
         self._idle.set()
+        self._busy = asyncio.Event()
+        self.idle_since: float | None = time.monotonic()
+        """When the connection's last stream ended (or it opened); None while it has a stream."""
+        self._closing: asyncio.Task[None] | None = None
 
     async def serve(self) -> None:
         """Run until the client leaves or the server closes the connection."""
         self._outbox.put_control(encode(self._hello))
         sender = asyncio.create_task(self._send_loop(), name="voxwire-sender")
+        idle_watch = asyncio.create_task(self._close_when_idle(), name="voxwire-idle-watch")
         try:
             await self._receive_loop()
         finally:
             for session in self._streams.owners():
                 session.cancel()
             sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+            idle_watch.cancel()
+            await asyncio.gather(sender, idle_watch, return_exceptions=True)
+
+    def evict(self) -> None:
+        """Close this idle connection to make room for a new one (the server is at ``max_connections``)."""
+        self._close_soon(CloseCode.NORMAL, "idle: the server needed room")
+
+    def _close_soon(self, code: CloseCode, reason: str) -> None:
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._ws.close(code, reason), name="voxwire-close")
+
+    async def _close_when_idle(self) -> None:
+        timeout = self._settings.idle_timeout_s
+        while True:
+            await self._idle.wait()
+            left = (self.idle_since or time.monotonic()) + timeout - time.monotonic()
+            if left <= 0:
+                log.info("closing a connection with no stream for %.0f s", timeout)
+                self._close_soon(CloseCode.NORMAL, "idle timeout")
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._busy.wait(), left)
 
     async def drain(self, grace_s: float) -> None:
         """Shutdown: let streams finish within ``grace_s``, cancel the rest, flush, close with 1001."""
@@ -113,8 +142,9 @@ class Connection:
             await self._ws.send_bytes(frame)
 
     def _send_error(self, code: ErrorCode, message: str, stream: str | None = None) -> None:
+        """An error that ends no stream; it never overtakes frames of its stream id still queued."""
         self._metrics.errors.labels(code=str(code)).inc()
-        self._outbox.put_control(encode(Error(code=code, message=message, stream=stream)))
+        self._outbox.put_error(stream, encode(Error(code=code, message=message, stream=stream)))
 
     # -- receiving ---------------------------------------------------------------------------------------
 
@@ -133,7 +163,7 @@ class Connection:
                 self._handle(decode_client(data))
             except ProtocolError as error:
                 self._reject(error)
-            if self._outbox.control_backlog > MAX_CONTROL_BACKLOG:
+            if self._outbox.error_backlog > MAX_CONTROL_BACKLOG:
                 # The client keeps sending bad frames and never reads our answers: told, ignored, closed.
                 log.warning("closing a connection that ignores %d unread error frames", MAX_CONTROL_BACKLOG)
                 await self._ws.close(CloseCode.POLICY_VIOLATION, "too many unread error frames")
@@ -141,7 +171,8 @@ class Connection:
 
     def _reject(self, error: ProtocolError) -> None:
         session = self._streams.owner(error.stream) if error.stream is not None else None
-        if session is not None:
+        # An unknown frame type ends nothing: a newer client's new frame must not end its stream here.
+        if session is not None and error.code is not ErrorCode.UNKNOWN_TYPE:
             # An error tied to an active stream ends that stream (protocol guarantee 5).
             session.fail(error.code, error.message)
         else:
@@ -180,6 +211,8 @@ class Connection:
             )
         session = self._streams.open(start, lambda: self._new_session(start, voice))
         self._idle.clear()
+        self._busy.set()
+        self.idle_since = None
         self._metrics.streams_active.inc()
         session.start()
 
@@ -206,4 +239,6 @@ class Connection:
         self._streams.finish(session.stream_id)
         self._metrics.streams_active.dec()
         if not self._streams:
+            self._busy.clear()
             self._idle.set()
+            self.idle_since = time.monotonic()

@@ -29,8 +29,19 @@ def free_port() -> int:
 class ServerProcess:
     """``start()`` returns once the voices are loaded and /health is 200; ``stop()`` sends SIGTERM."""
 
-    def __init__(self, *extra_args: str, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        *extra_args: str,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        module: str = "voxwire.server",
+        cwd: str | None = None,
+    ) -> None:
+        """``python -m module --host 127.0.0.1 --port PORT extra_args...`` in ``cwd``; ``module`` takes
+        ``voxwire serve``'s flags."""
         self.extra_args = extra_args
+        self.module = module
+        self.cwd = cwd
         self.env = env or {}
         self.port = port or free_port()
         self.proc: subprocess.Popen[str] | None = None
@@ -51,7 +62,7 @@ class ServerProcess:
         cmd = [
             sys.executable,
             "-m",
-            "voxwire.server",
+            self.module,
             "--host",
             "127.0.0.1",
             "--port",
@@ -59,7 +70,7 @@ class ServerProcess:
             *self.extra_args,
         ]
         self.proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            cmd, cwd=self.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         self._ready.clear()
         self._reader = threading.Thread(target=self._read_output, daemon=True)

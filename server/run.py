@@ -7,19 +7,28 @@ closes each connection with 1001, and only then lets uvicorn finish.
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
 import re
+import resource
 import signal
 import socket
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from voxwire.server.app import Hub, create_app
+from voxwire.engine.build import VoiceLoader, load_configured_voice
+from voxwire.server.app import create_app
+from voxwire.server.hub import Hub
 from voxwire.server.settings import Settings
 
 log = logging.getLogger(__name__)
+
+HTTP_HEADROOM = 64
+"""Connections beyond the WebSockets' own limit for health checks, metrics and the demo page."""
 
 
 _TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s\"']*")
@@ -47,6 +56,53 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
             self.handshake_complete = True
 
 
+class _TimedHandshakeProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's head (and so for a WebSocket's upgrade
+    request): uvicorn itself waits forever for a connection that never completes its request, so hundreds
+    of half-open connections could hold the server's sockets. ``handshake_timeout_s`` is set per server
+    (:func:`_http_protocol`)."""
+
+    handshake_timeout_s = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._request_deadline: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        scope = self.scope
+        super().data_received(data)
+        if self.scope is not scope:  # a request's head has arrived (an upgrade hands the socket over)
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm()  # keep-alive: the next request's head gets the same deadline
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._request_deadline = self.loop.call_later(self.handshake_timeout_s, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._request_deadline is not None:
+            self._request_deadline.cancel()
+            self._request_deadline = None
+
+    def _timed_out(self) -> None:
+        log.debug("dropped a connection whose request did not arrive within %s s", self.handshake_timeout_s)
+        self.transport.close()
+
+
+def _http_protocol(handshake_timeout_s: float) -> type[H11Protocol]:
+    return type(
+        "TimedHandshakeProtocol", (_TimedHandshakeProtocol,), {"handshake_timeout_s": handshake_timeout_s}
+    )
+
+
 class _DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
         super().__init__(config)
@@ -59,12 +115,15 @@ class _DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT; returns the process exit code (1 if the voices could not be loaded)."""
+def serve(settings: Settings, load: VoiceLoader = load_configured_voice) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit code: 0 after a drain, 1 when the server could not
+    serve (the voices did not load, or the engine stopped)."""
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(settings)
+    _log_doors(settings)
+    _raise_file_limit()
+    app = create_app(settings, load)
     redact = RedactTokens()
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).addFilter(redact)
@@ -73,9 +132,15 @@ def serve(settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        http=_http_protocol(settings.handshake_timeout_s),
         ws=_WebSocketProtocol,
         ws_max_size=settings.max_frame_bytes,
         ws_per_message_deflate=False,
+        ws_ping_interval=settings.ping_interval_s,
+        ws_ping_timeout=settings.ping_timeout_s,
+        # Concurrent connections and requests in all; past it uvicorn answers plain HTTP with 503. WebSockets
+        # are bounded by max_connections (and idle ones make room), half-open requests by the deadline above.
+        limit_concurrency=2 * settings.max_connections + HTTP_HEADROOM,
         timeout_graceful_shutdown=5,
         lifespan="on",
     )
@@ -96,3 +161,35 @@ def serve(settings: Settings) -> int:
         signal.signal(signum, lambda *_: None)
     server.run()
     return 1 if failed else 0
+
+
+def _log_doors(settings: Settings) -> None:
+    """Say at start whether clients must authenticate, and warn when anyone on the network can connect."""
+    if settings.tokens:
+        log.info("auth is on: WebSocket clients need one of %d token(s)", len(settings.tokens))
+        return
+    log.info("auth is off: any client that can reach %s:%d may connect", settings.host, settings.port)
+    if not _loopback(settings.host):
+        log.warning(
+            "listening on %s without tokens: anyone on the network can use this server; set --tokens",
+            settings.host,
+        )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _raise_file_limit() -> None:
+    """Each connection holds a file descriptor: take the hard limit the system allows, not the soft one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as error:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, hard, error)

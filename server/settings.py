@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from voxwire.engine.config import EngineConfig
+from voxwire.engine.config import MAX_SENTENCE_IDS, EngineConfig
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,23 @@ class Settings:
     """On SIGTERM, streams in progress get this long to finish before they are cancelled."""
     first_fragment_chars: int = 40
     tokens: tuple[str, ...] = field(default=(), repr=False)
-    """Accepted auth tokens; empty means no auth."""
+    """Accepted auth tokens; none given means no auth (set but naming no token is refused at start)."""
     allowed_origins: tuple[str, ...] = ()
-    """Browser Origins allowed to open a WebSocket; empty means any (set it when serving browsers)."""
-    fault_marker: str | None = None
-    """Test hook: a sentence containing this string makes the engine fail for that stream."""
+    """Browser Origins allowed to open a WebSocket besides the server's own (same-origin pages always may);
+    ``*`` allows any."""
+    idle_timeout_s: float = 120.0
+    """A connection with no active stream for this long is closed (1000, reason "idle timeout")."""
+    ping_interval_s: float = 20.0
+    """The server pings every connection this often (WebSocket ping frames)."""
+    ping_timeout_s: float = 20.0
+    """A connection whose pong is this late is closed (1011)."""
+    handshake_timeout_s: float = 10.0
+    """A connection that has not completed its HTTP request and WebSocket handshake in this long is
+    dropped, so half-open requests cannot pile up."""
+    allow_raw_phonemes: bool = False
+    """Let ``[[ phonemes ]]`` in client text reach the voice as phonemes (Piper voices)."""
+    max_sentence_ids: int = MAX_SENTENCE_IDS
+    """Longest phoneme sequence one engine step encodes; a longer sentence is cut at a clause or word."""
 
     def engine_config(self) -> EngineConfig:
         """The engine's part of these settings (raises ValueError on a bad value)."""
@@ -62,18 +74,35 @@ class Settings:
             threads=self.threads,
             max_batch=self.max_batch,
             max_ahead_s=self.max_ahead_ms / 1000,
-            fault_marker=self.fault_marker,
+            allow_raw_phonemes=self.allow_raw_phonemes,
+            max_sentence_ids=self.max_sentence_ids,
         )
 
 
 _LIST_FIELDS = {"voices", "tokens", "allowed_origins"}
-_HIDDEN = {"fault_marker"}
+_BOOLEANS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+}
 
 
 def _convert(name: str, raw: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     if name in _LIST_FIELDS:
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
+        values = tuple(part.strip() for part in raw.split(",") if part.strip())
+        if name == "tokens" and not values:
+            raise ValueError("it is set but names no token; unset it to run without auth, or give the tokens")
+        return values
+    if kind == "bool":
+        if raw.strip().lower() not in _BOOLEANS:
+            raise ValueError("expected true or false")
+        return _BOOLEANS[raw.strip().lower()]
     if kind == "int":
         return int(raw)
     if kind == "float":
@@ -85,9 +114,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--flag`` per setting; defaults stay None so that the environment can fill the gaps."""
     for f in fields(Settings):
         flag = "--" + f.name.replace("_", "-")
-        if f.name in _HIDDEN:
-            parser.add_argument(flag, dest=f.name, default=None, help=argparse.SUPPRESS)
-            continue
         default = f.default if f.default is not dataclasses.MISSING else None
         shown = ",".join(default) if isinstance(default, tuple) else default
         if f.name == "tokens":
@@ -107,14 +133,17 @@ def build_settings(args: argparse.Namespace | None, environ: Mapping[str, str] |
     values: dict[str, Any] = {}
     for f in fields(Settings):
         raw = getattr(args, f.name, None) if args is not None else None
-        if raw is None and f.name not in _HIDDEN:  # a test hook is a flag only, never the environment
+        if raw is None:
             raw = environ.get(f"VOXWIRE_{f.name.upper()}")
         if raw is None:
             continue
         try:
             values[f.name] = _convert(f.name, raw)
         except ValueError as error:
-            raise ValueError(f"bad value for {f.name}: {raw!r}") from error
+            raise ValueError(f"bad value for {f.name}: {raw!r}: {error}") from error
     settings = Settings(**values)
+    for name in ("idle_timeout_s", "handshake_timeout_s", "ping_interval_s", "ping_timeout_s"):
+        if not getattr(settings, name) > 0:
+            raise ValueError(f"{name} must be more than 0")
     settings.engine_config()  # validates the engine's settings now, before anything starts
     return settings

@@ -1,14 +1,18 @@
-"""Shared fixtures: a real voxwire server with the real bundled voice, started once per test session."""
+"""Shared fixtures: a real voxwire server with the real bundled voice, started once per test session (with
+its voice wrapped by tests/fault_server.py, so that a marker in text can make the engine fail)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import hypothesis  # noqa: F401
 import pytest
 import torch
 
 from voxwire.server.process import ServerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # hypothesis is imported above, at collection, for its pytest plugin's sake: the plugin imports it lazily at
 # the end of a run, and on CPython 3.11.7 compiling a module that late (after the live-server tests) can fail
@@ -26,7 +30,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def live_server() -> Iterator[ServerProcess]:
-    server = ServerProcess("--fault-marker", "VOXWIRE_TEST_FAULT").start()
+    server = ServerProcess(module="tests.fault_server", cwd=str(ROOT)).start()
     try:
         yield server
     finally:

@@ -63,7 +63,7 @@ def test_loads_with_its_own_tokenizer_and_speaks(voice: Voice, checkpoint: tuple
     assert voice.info.sample_rate == 16000
     assert voice.info.id == checkpoint[0].name
     assert voice.hop_length == 16
-    ids = voice.phonemize("Hello there. How are you?")
+    ids = voice.phonemize("Hello there. How are you?").sentences
     assert len(ids) == 2
     latents = voice.encode(ids, [voice.default_params] * 2, torch.Generator().manual_seed(0))
     for latent in latents:
@@ -76,7 +76,7 @@ def test_equals_transformers_forward_without_noise(voice: Voice, checkpoint: tup
     model = checkpoint[1]
     model.noise_scale = 0.0
     model.noise_scale_duration = 0.0
-    (ids,) = voice.phonemize("A little test sentence for the tiny voice")
+    (ids,) = voice.phonemize("A little test sentence for the tiny voice").sentences
     with torch.inference_mode():
         reference = model(torch.tensor([ids])).waveform[0].numpy()
     (latent,) = voice.encode([ids], [SynthesisParams(0.0, 0.0, 1.0)])

@@ -13,6 +13,7 @@ from piper import PiperVoice
 from tests.engine_fixtures import SPEECH, as_float, piper_audio, piper_ids, rel_l2, whole_decode
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.loader import load_voice
+from voxwire.engine.splitting import split_ids
 from voxwire.engine.voice import Voice
 from voxwire.engine.windows import WindowSpec, plan_windows
 
@@ -71,9 +72,11 @@ def test_voice_info_and_defaults(voice: Voice) -> None:
     assert voice.default_params == SynthesisParams(noise_scale=0.667, noise_w=0.8, length_scale=1.0)
 
 
-def test_phonemize_gives_piper_ids(voice: Voice, piper: PiperVoice) -> None:
+def test_phonemize_gives_piper_ids_with_long_sentences_cut(voice: Voice, piper: PiperVoice) -> None:
     text = " ".join(SPEECH)
-    assert voice.phonemize(text) == piper_ids(piper, text)
+    expected = [piece for ids in piper_ids(piper, text) for piece in split_ids(ids, 256, voice.layout)]
+    assert voice.phonemize(text).sentences == expected
+    assert any(len(ids) > 256 for ids in piper_ids(piper, text))  # the cut is exercised
 
 
 def test_windowed_voice_equals_piper_tts(voice: Voice, piper: PiperVoice, sentences, latents) -> None:

@@ -10,6 +10,7 @@ import signal
 import socket
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -18,6 +19,8 @@ from tests.ws_client import assert_contiguous, wait_until
 from voxwire.loadtest.recorder import RecordingClient
 from voxwire.protocol import Chunk, Done, Error, ErrorCode, Start, Text
 from voxwire.server.process import ServerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +33,7 @@ REPLIES = [
 ]
 LONG_TEXT = " ".join(REPLIES * 3)
 FAULT_MARKER = "VOXWIRE_TEST_FAULT"
-"""A sentence holding it makes the engine raise for its stream (the hidden --fault-marker flag)."""
+"""A sentence holding it makes the engine raise for its stream (tests/fault_server.py)."""
 SHUTDOWN_GRACE_S = 20.0
 EXIT_MARGIN_S = 15.0
 """After the grace period: flushing and closing every connection, uvicorn's own shutdown, and joining the
@@ -140,7 +143,7 @@ async def test_the_engine_failing_for_one_stream_leaves_the_other_connections_al
     # A fresh server rather than live_server: admission follows the engine's measured speed (about four
     # streams at once on a 2-core CPU), so a server that has worked would refuse some of these six streams
     # with overloaded. A fresh one admits every stream started before it has worked for a second.
-    server = ServerProcess("--fault-marker", FAULT_MARKER).start()
+    server = ServerProcess(module="tests.fault_server", cwd=str(ROOT)).start()
     try:
         async with open_clients(server.ws_url, 6) as (*others, faulty):
             await engine_fault_mid_stream(others, faulty)

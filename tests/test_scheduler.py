@@ -15,7 +15,7 @@ from voxwire.engine.scheduler import (
     SchedulerConfig,
     StreamSpec,
 )
-from voxwire.engine.work import Audio, End, Failed, SentenceBatch, WindowBatch
+from voxwire.engine.work import Audio, End, Failed, SentenceBatch, SentenceOutput, WindowBatch
 
 RATE = 1000  # samples per second
 HOP = 10  # samples per frame: a steady window (64 frames) is 0.64 s of audio, a first window 0.32 s
@@ -32,12 +32,12 @@ def latent(frames: int) -> Latent:
 
 
 def sentences(sched: Scheduler, now: float, frames: dict[int, list[int]] | None = None) -> SentenceBatch:
-    """Run the next batch, which must be sentences; each item's text becomes latents of these sizes
-    (``frames[stream]``, default one latent of 200 frames)."""
+    """Run the next batch, which must be sentences; each item's text becomes a latent of ``frames[stream]``
+    frames ([n], default [200]; [] for a text with nothing to say)."""
     batch = sched.schedule(now)
     assert isinstance(batch, SentenceBatch), batch
-    outputs = [[latent(n) for n in (frames or {}).get(item.stream, [200])] for item in batch.items]
-    sched.update(batch, outputs, now)
+    sizes = [(frames or {}).get(item.stream, [200]) for item in batch.items]
+    sched.update(batch, [SentenceOutput(latent(n[0]) if n else None) for n in sizes], now)
     return batch
 
 
@@ -86,7 +86,7 @@ def test_the_stream_ends_after_its_last_window_and_not_before() -> None:
     assert sched.end_input(1) == []  # a sentence is queued: no End yet
     batch = sched.schedule(0.0)
     assert isinstance(batch, SentenceBatch)
-    assert sched.update(batch, [[latent(40)]], 0.0) == []
+    assert sched.update(batch, [SentenceOutput(latent(40))], 0.0) == []
     second = sched.schedule(0.0)
     assert isinstance(second, WindowBatch) and len(second.items) == 1
     pcm = np.ones(32 * HOP, np.int16)
@@ -112,7 +112,7 @@ def test_a_text_with_nothing_to_say_ends_with_no_audio() -> None:
     sched.end_input(1)
     batch = sched.schedule(0.0)
     assert isinstance(batch, SentenceBatch)
-    assert sched.update(batch, [[]], 0.0) == [End(1)]
+    assert sched.update(batch, [SentenceOutput(None)], 0.0) == [End(1)]
 
 
 def test_new_stream_sentence_goes_before_windows_of_running_streams() -> None:
@@ -155,7 +155,7 @@ def test_a_first_window_batch_takes_one_window_per_new_stream() -> None:
         opened(sched, key)
     batch = sched.schedule(0.0)
     assert isinstance(batch, SentenceBatch)
-    sched.update(batch, [[latent(300)], [latent(300)]], 0.0)
+    sched.update(batch, [SentenceOutput(latent(300)), SentenceOutput(latent(300))], 0.0)
     assert windows(sched, 0.0) == [(1, 0, 32), (2, 0, 32)]
 
 
@@ -222,7 +222,9 @@ def test_cancel_removes_queued_work_and_in_flight_results_are_ignored() -> None:
     assert isinstance(batch, SentenceBatch)
     sched.cancel(1)
     assert sched.stats().queued_texts == 0 and len(sched) == 0
-    assert sched.update(batch, [[latent(100)]], 0.0) == []  # the batch in flight finishes after the cancel
+    assert (
+        sched.update(batch, [SentenceOutput(latent(100))], 0.0) == []
+    )  # the batch in flight finishes after the cancel
     assert sched.stats().queued_windows == 0
     assert sched.schedule(0.0) is None
     sched.add_text(1, "Ignored.")  # text racing the cancel is dropped
@@ -240,7 +242,7 @@ def test_a_failed_item_fails_its_stream_only() -> None:
         Failed(1, "synthesis failed: RuntimeError")
     ]
     assert 1 not in sched
-    assert sched.update(good, [[latent(50)]], 0.0) == []
+    assert sched.update(good, [SentenceOutput(latent(50))], 0.0) == []
     assert windows(sched, 0.0) == [(2, 0, 32)]
     with pytest.raises(ValueError, match="not in the batch"):
         sched.fail(good, bad.items[0], RuntimeError("boom"))
@@ -380,3 +382,34 @@ def test_a_stream_with_work_in_flight_waits_for_its_results_before_more_is_sched
     assert sched.schedule(0.0) is None  # its window is in flight: nothing else of it runs meanwhile
     sched.update(first, [np.zeros(first.items[0].samples, np.int16)], 0.0)
     assert isinstance(sched.schedule(0.0), WindowBatch)
+
+
+def test_the_other_pieces_of_a_long_sentence_run_next_each_in_a_step_of_its_own() -> None:
+    sched = Scheduler(SchedulerConfig(max_batch_sentences=8, max_ahead_s=100))
+    opened(sched, 1, text="A very long sentence.")
+    sched.add_text(1, "After it.")
+    batch = sched.schedule(0.0)
+    assert isinstance(batch, SentenceBatch) and len(batch.items) == 1
+    pieces = [(1, 0, 5, 0, 2), (1, 0, 6, 0, 2)]
+    sched.update(batch, [SentenceOutput(latent(20), rest=pieces)], 0.0)
+    assert sched.stats().queued_texts == 3
+    windows(sched, 0.0)
+    sources = []
+    for _ in range(3):
+        batch = sched.schedule(0.0)
+        assert isinstance(batch, SentenceBatch) and len(batch.items) == 1  # one piece per step: bounded
+        sources.append(batch.items[0].source)
+        sched.update(batch, [SentenceOutput(None)], 0.0)
+    assert sources == [*pieces, "After it."]
+
+
+def test_a_new_streams_sentence_goes_before_the_pieces_left_of_a_long_one() -> None:
+    sched = Scheduler(SchedulerConfig(max_ahead_s=100))
+    opened(sched, 1, text="A flood of text.")
+    batch = sched.schedule(0.0)
+    assert isinstance(batch, SentenceBatch)
+    sched.update(batch, [SentenceOutput(latent(40), rest=[(1, 0, 7, 0, 2)] * 50)], 0.0)
+    windows(sched, 0.0)  # the flooding stream has started
+    opened(sched, 2, now=0.1, text="Hello.")
+    first = sched.schedule(0.1)
+    assert isinstance(first, SentenceBatch) and [item.stream for item in first.items] == [2]

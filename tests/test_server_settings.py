@@ -25,9 +25,21 @@ def test_a_flag_wins_over_the_environment_which_wins_over_the_default() -> None:
     assert build_settings(parse(), {}).max_batch == 0
 
 
-def test_the_test_hook_is_never_read_from_the_environment() -> None:
-    assert build_settings(parse(), {"VOXWIRE_FAULT_MARKER": "X"}).fault_marker is None
-    assert build_settings(parse("--fault-marker", "X"), {}).fault_marker == "X"
+@pytest.mark.parametrize("tokens", ["", ",", " , ,"])
+def test_tokens_set_but_naming_none_refuse_to_start(tokens: str) -> None:
+    with pytest.raises(ValueError, match="names no token"):
+        build_settings(parse(), {"VOXWIRE_TOKENS": tokens})
+    with pytest.raises(ValueError, match="names no token"):
+        build_settings(parse("--tokens", tokens), {})
+    assert build_settings(parse(), {}).tokens == ()  # unset: no auth, said in the log at start
+
+
+def test_switches_read_true_and_false() -> None:
+    assert build_settings(parse("--allow-raw-phonemes", "yes"), {}).allow_raw_phonemes is True
+    assert build_settings(parse(), {"VOXWIRE_ALLOW_RAW_PHONEMES": "false"}).allow_raw_phonemes is False
+    assert build_settings(parse(), {}).allow_raw_phonemes is False
+    with pytest.raises(ValueError, match="true or false"):
+        build_settings(parse("--allow-raw-phonemes", "maybe"), {})
 
 
 @pytest.mark.parametrize(
@@ -37,6 +49,8 @@ def test_the_test_hook_is_never_read_from_the_environment() -> None:
         (("--max-batch", "two"), "max_batch"),
         (("--device", "tpu"), "device"),
         (("--dtype", "fp8"), "dtype"),
+        (("--idle-timeout-s", "0"), "idle_timeout_s"),
+        (("--max-sentence-ids", "4"), "max_sentence_ids"),
     ],
 )
 def test_bad_values_are_refused_with_the_setting_named(argv: tuple[str, ...], message: str) -> None:

@@ -15,6 +15,7 @@ from voxwire.engine.budget import AudioBudget
 from voxwire.engine.errors import EngineError, Overloaded, UnknownVoice
 from voxwire.engine.handle import StreamHandle
 from voxwire.engine.latent import Latent, SynthesisParams
+from voxwire.engine.phonemes import Phonemized
 from voxwire.engine.scheduler import SchedulerConfig
 from voxwire.engine.voice import VoiceInfo
 from voxwire.engine.windows import WindowSpec
@@ -27,7 +28,11 @@ class FakeVoice:
     """Each word becomes 10 latent frames whose values encode (word, frame), so order is checkable."""
 
     def __init__(
-        self, fail_word: str | None = None, max_batch: int | None = None, fail_text: str | None = None
+        self,
+        fail_word: str | None = None,
+        max_batch: int | None = None,
+        fail_text: str | None = None,
+        max_ids: int = 1000,
     ) -> None:
         self.info = VoiceInfo("fake", "xx", 1000)
         self.default_params = SynthesisParams(0.0, 0.0, 1.0)
@@ -37,14 +42,19 @@ class FakeVoice:
         self.max_batch = max_batch
         self.window_batches: list[int] = []
         self.sentence_batches: list[int] = []
+        self.max_ids = max_ids
+        self.encoded_ids: list[int] = []
 
-    def phonemize(self, text: str) -> list[list[int]]:
+    def phonemize(self, text: str) -> Phonemized:
+        """One id per word, in pieces of at most ``max_ids``."""
         if self.fail_text is not None and self.fail_text in text:
-            return [[-1]]
-        return [[hash(w) % 1000 for w in text.split()]] if text.strip() else []
+            return Phonemized([[-1]])
+        ids = [hash(w) % 1000 for w in text.split()]
+        return Phonemized([ids[i : i + self.max_ids] for i in range(0, len(ids), self.max_ids)])
 
     def encode(self, ids: list[list[int]], params: list[SynthesisParams]) -> list[Latent]:
         self.sentence_batches.append(len(ids))
+        self.encoded_ids += [len(sentence) for sentence in ids]
         if [-1] in ids:
             raise RuntimeError("poisoned sentence")
         latents = []
@@ -94,6 +104,18 @@ async def test_audio_comes_in_order_and_the_stream_ends_after_the_last_window() 
     audio = await read_all(stream)
     expected = np.concatenate([expected_frames(7), expected_frames(2)])
     np.testing.assert_array_equal(audio, expected)
+    await worker.stop()
+
+
+async def test_a_long_text_is_encoded_one_bounded_piece_per_step_and_spoken_whole() -> None:
+    voice = FakeVoice(max_ids=4)
+    worker = await started(voice, max_ahead_s=1e9, max_batch_sentences=8)
+    stream = worker.open_stream()
+    stream.add_text(" ".join(["word"] * 23))  # 23 ids: pieces of 4, 4, 4, 4, 4, 3
+    stream.end_input()
+    expected = np.concatenate([*[expected_frames(4)] * 5, expected_frames(3)])  # each piece a sentence
+    np.testing.assert_array_equal(await read_all(stream), expected)
+    assert voice.encoded_ids == [4, 4, 4, 4, 4, 3]  # never more than max_ids in one sentence stage
     await worker.stop()
 
 
