@@ -33,8 +33,19 @@ def invalid(name: str, must: str, value: Any, stream: str | None) -> ProtocolErr
     return ProtocolError(ErrorCode.INVALID_FIELD, f"field {name!r} must be {must}, got {show(value)}", stream)
 
 
+def is_unicode(value: str) -> bool:
+    """No lone surrogates: the string can be sent as UTF-8 (the wire never carries one; Python may)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def is_stream_id(value: Any) -> bool:
-    return isinstance(value, str) and 1 <= len(value) <= MAX_STREAM_ID_CHARS
+    return isinstance(value, str) and 1 <= len(value) <= MAX_STREAM_ID_CHARS and is_unicode(value)
 
 
 def check_stream_id(value: Any, name: str = "stream") -> None:
@@ -47,6 +58,8 @@ def check_str(name: str, value: Any, stream: str | None, *, non_empty: bool = Fa
         raise invalid(name, "a string", value, stream)
     if non_empty and not value:
         raise invalid(name, "a non-empty string", value, stream)
+    if not is_unicode(value):
+        raise invalid(name, "valid Unicode (a lone surrogate is not)", value, stream)
 
 
 def check_bool(name: str, value: Any, stream: str | None) -> None:

@@ -161,8 +161,7 @@ class StreamTable(Generic[S]):
         record = self._active.get(stream)
         if record is None:
             return None
-        # surrogatepass: a lone surrogate (possible only in a Text built in Python) counts, never raises.
-        text_bytes = record.text_bytes + len(text.text.encode("utf-8", "surrogatepass"))
+        text_bytes = record.text_bytes + len(text.text.encode("utf-8"))  # a Text is valid Unicode
         if text_bytes > self.max_text_bytes:
             raise ProtocolError(
                 ErrorCode.TEXT_TOO_LONG,

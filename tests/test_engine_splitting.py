@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.scripts import SCRIPTS
 from voxwire.engine.loader import load_voice
 from voxwire.engine.splitting import IdLayout, split_ids
 from voxwire.engine.voice import Voice
@@ -56,20 +57,6 @@ def test_cuts_prefer_a_clause_end_then_a_word_end() -> None:
 def test_a_layout_without_room_is_refused() -> None:
     with pytest.raises(ValueError, match="no room"):
         split_ids(piper_ids([20] * 10), 4, PIPER_LIKE)
-
-
-SCRIPTS = {
-    "cjk": "今天天气很好我们一起去公园散步吧春天来了花都开了鸟儿在树上唱歌" * 10,
-    "arabic": "مرحبا بكم في عالم الذكاء الاصطناعي " * 9,
-    "devanagari": "नमस्ते दुनिया यह एक परीक्षण है " * 10,
-    "emoji": "😀🚀🎉🌍🔥🍕🎵💡" * 19,
-    "combining marks": "e\u0301a\u0300o\u0308 " * 75,
-    "right-to-left marks": "\u202eabc\u202c def \u200fghi " * 20,
-    "zero-width joiners": "👨\u200d👩\u200d👧\u200d👦 " * 50,
-    "one long word": "a" * 65536,
-    "digits only": "1234567890" * 30,
-    "control characters": "Hello\x00world\x07 and\x1b[31m red\x9b text.",
-}
 
 
 @pytest.fixture(scope="module")

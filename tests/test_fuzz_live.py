@@ -15,9 +15,10 @@ Two kinds of input, each on every connection:
   streams, text too long). The server's replies must match the model exactly, in order.
 
 Frames are pipelined: a batch goes out, then the expected number of replies is read and matched one to one.
-Replies to one connection's frames come back in the order the frames were sent (the server handles one frame
-at a time and sends error and cancel replies on one FIFO lane), so matching is exact, and a reply too many
-shows up as a mismatch in the next batch.
+The replies about one stream id come back in the order its frames were sent (the server handles one frame
+at a time), so matching is exact per stream id, and a reply too many shows up as a mismatch in the next
+batch. Across stream ids the order is the server's: an error about an id waits behind that id's frames still
+queued (the chunks and done of a stream that completed), so it may arrive after a later error about another.
 
 The run has two parts: a short one whose misordered frames include real text (so chunks interleave with the
 replies, and the engine warms up), then 20,000+ frames without speech, over which the server's RSS is
@@ -77,7 +78,7 @@ would add more than this. Measured over that part on a warmed-up server: +0 to +
 steps of ~6 MiB), so 32 MiB leaves room for noise. It catches gross retention, not a leak of a few bytes
 per frame (20,000 frames x 100 bytes is only 2 MiB)."""
 SENTINEL = "~sentinel~"
-"""Never started: a ``cancel`` of it is answered ``unknown_stream``, which marks the end of a batch."""
+"""Never started: a ``text`` for it is answered ``unknown_stream``, which marks the end of a batch."""
 
 FIELD_VALUES: list[Any] = [
     None, True, False, 0, -1, 1, 7, 2**31, 2**32, 2**63 - 1, -(2**63), 2**64 - 1, 0.0, -0.0, 0.49, 1.5, 2.01,
@@ -263,7 +264,7 @@ class GarbageGenerator:
         if rng.random() < 0.5:
             return Case(nested, ErrorCode.BAD_FRAME)  # too deep, or a list / a map without a type
         # Inside a field the server ignores: fine up to msgpack's stack, a bad frame beyond it.
-        head = pack({"type": "cancel", "stream": "deep", "x": 0})[:-1]
+        head = pack({"type": "text", "stream": "deep", "text": "", "x": 0})[:-1]
         too_deep = depth + 1 > 1024
         return Case(head + nested, ErrorCode.BAD_FRAME if too_deep else ErrorCode.UNKNOWN_STREAM)
 
@@ -271,20 +272,19 @@ class GarbageGenerator:
         rng = self.rng
         items = rng.choice([4096, 4097, 2**32 - 1])
         if items == 2**32 - 1:  # a header that claims four billion items, with none behind it
-            return Case(pack({"type": "cancel", "stream": "big"})[:-1] + b"\xdd\xff\xff\xff\xff")
+            return Case(pack({"type": "text", "stream": "big", "text": ""})[:-1] + b"\xdd\xff\xff\xff\xff")
         if rng.random() < 0.5:
-            frame = {"type": "cancel", "stream": "big", "x": list(range(items))}
+            frame = {"type": "text", "stream": "big", "text": "", "x": list(range(items))}
         else:
-            frame = {f"k{i}": i for i in range(items - 2)} | {"type": "cancel", "stream": "big"}
+            frame = {f"k{i}": i for i in range(items - 3)} | {"type": "text", "stream": "big", "text": ""}
         return Case(pack(frame))
 
     def big_value(self) -> Case:
         room = self.limits.max_frame_bytes - 64
         size = self.rng.choice([room // 2, room])
         if self.rng.random() < 0.5:
-            return Case(
-                pack({"type": "cancel", "stream": "big", "x": b"\x00" * size}), ErrorCode.UNKNOWN_STREAM
-            )
+            frame = {"type": "text", "stream": "big", "text": "", "x": b"\x00" * size}
+            return Case(pack(frame), ErrorCode.UNKNOWN_STREAM)
         return Case(pack({"type": "text", "stream": "big", "text": "a" * size}), ErrorCode.UNKNOWN_STREAM)
 
     def binary_for_text(self) -> Case:
@@ -318,7 +318,7 @@ class GarbageGenerator:
         if rng.random() < 0.25:
             return Case(pack({"type": "cancel", "stream": "🎙" * 65}), ErrorCode.INVALID_FIELD)
         frame = {"type": "text", "stream": stream, "text": "\x00\ufeff\U0010ffff"}
-        return Case(pack(rng.choice([frame, {"type": "cancel", "stream": stream}])), ErrorCode.UNKNOWN_STREAM)
+        return Case(pack(frame), ErrorCode.UNKNOWN_STREAM)
 
     def non_string_key(self) -> Case:
         key = self.rng.choice([b"\x01", b"\xc0", b"\xcb" + struct.pack(">d", 1.5), b"\xc4\x04type", b"\x90"])
@@ -364,9 +364,17 @@ def codec_reply(case: Case, voice: str, refused: set[str]) -> Reply | None:
             return None
         refused.add(frame.stream)
         return _error(ErrorCode.UNKNOWN_VOICE, frame.stream)
-    if frame.stream in refused:
-        return None
+    if frame.stream in refused or isinstance(frame, Cancel):
+        return None  # ignored, with no reply: a cancel of an id never started, or anything behind a refusal
     return _error(ErrorCode.UNKNOWN_STREAM, frame.stream)
+
+
+def per_stream(replies: list[Reply]) -> dict[str | None, list[Reply]]:
+    """Replies grouped by stream id, in their order: what the protocol orders."""
+    groups: dict[str | None, list[Reply]] = {}
+    for reply in replies:
+        groups.setdefault(reply.stream, []).append(reply)
+    return groups
 
 
 async def recv_frame(client: RecordingClient) -> ServerFrame:
@@ -457,8 +465,9 @@ class StreamModel:
         self.ended.add(stream)
 
     def fail(self, code: ErrorCode, stream: str) -> list[Reply]:
-        """An error naming ``stream`` ends it with ``done`` reason ``error`` when it is active."""
-        if stream in self.active:
+        """An error naming ``stream`` ends it with ``done`` reason ``error`` when it is active; an unknown
+        frame type ends nothing (a newer client's frame)."""
+        if stream in self.active and code is not ErrorCode.UNKNOWN_TYPE:
             self.end(stream)
             return [_error(code, stream), _done("error", stream)]
         return [_error(code, stream)]
@@ -494,8 +503,7 @@ class StreamModel:
         if stream in self.active:
             self.end(stream)
             return [_done("cancelled", stream)]
-        known = stream in self.ended or stream in self.refused
-        return [] if known else [_error(ErrorCode.UNKNOWN_STREAM, stream)]
+        return []  # ended, refused or never started: ignored, with no reply
 
 
 @dataclass
@@ -581,14 +589,30 @@ class SequenceFuzzer:
 
     async def exchange(self, frames: list[bytes], expected: list[Reply], pending: Pending | None) -> int:
         """Send the frames and a sentinel; read up to the sentinel's error (and the pending stream's done)."""
-        for frame in [*frames, encode(Cancel(stream=SENTINEL))]:
+        for frame in [*frames, encode(Text(stream=SENTINEL, text=""))]:
             await self.client.ws.send(frame)
         control: list[Reply] = []
         completed: list[Reply] = []
         chunks_of: set[str] = set()
         sentinel_seen = False
-        while not (sentinel_seen and self.waited(pending, control + completed, chunks_of)):
-            frame = await recv_frame(self.client)
+        outcomes = pending.outcomes if pending is not None else [([], [])]
+
+        def matches() -> list[int]:
+            return [
+                i
+                for i, (more, done) in enumerate(outcomes)
+                if (per_stream(control), completed) == (per_stream(expected + more), done)
+            ]
+
+        # Up to the sentinel's error and the pending stream's done, and on until the replies match an
+        # outcome: an error about an id can come after the sentinel when that id's frames were queued.
+        while not (sentinel_seen and self.waited(pending, control + completed, chunks_of) and matches()):
+            try:
+                frame = await recv_frame(self.client)
+            except TimeoutError:
+                raise AssertionError(
+                    f"replies {control} + {completed} match none of {expected} + {outcomes}"
+                ) from None
             self.tally.saw(frame)
             if isinstance(frame, Chunk):
                 self.tracker.chunk(frame)
@@ -604,13 +628,9 @@ class SequenceFuzzer:
                 completed.append(reply)
             else:
                 control.append(reply)
-        outcomes = pending.outcomes if pending is not None else [([], [])]
-        matches = [
-            i for i, (more, done) in enumerate(outcomes) if (control, completed) == (expected + more, done)
-        ]
-        assert matches, f"replies {control} + {completed} match none of {expected} + {outcomes}"
+        found = matches()
         if pending is not None:
-            pending.then(matches[0])
+            pending.then(found[0])
         return len(frames) + 1
 
     @staticmethod
@@ -719,7 +739,7 @@ class SequenceFuzzer:
             self.tally.events["text too long"] += 1
             text = Text(stream=stream, text="a" * (self.max_text_bytes + 1))
             return [encode(text)], self.model.fail(ErrorCode.TEXT_TOO_LONG, stream), None
-        if stream in self.model.active:
+        if stream in self.model.active and code is not ErrorCode.UNKNOWN_TYPE:
             self.tally.events["error ends an active stream"] += 1
         return [pack(frame)], self.model.fail(code, stream), None
 

@@ -564,3 +564,29 @@ def test_valid_server_frames_round_trip(frame: ServerFrame) -> None:
 )
 def test_unknown_keys_never_change_a_frame(frame: ClientFrame, extra: dict[str, Any]) -> None:
     assert decode_client(pack({**extra, **msgpack.unpackb(encode(frame))})) == frame
+
+
+def test_a_lone_surrogate_is_invalid_field_never_an_exception_further_on() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        Text("a1", "half a pair: \ud83d")
+    assert caught.value.code is ErrorCode.INVALID_FIELD and "'text'" in caught.value.message
+    with pytest.raises(ProtocolError) as caught:
+        Start("\udc00")
+    assert caught.value.code is ErrorCode.INVALID_FIELD
+    assert Text("a1", "whole: \U0001f600 and control \x00 characters pass").text.endswith("pass")
+
+
+def test_a_hello_with_only_the_limits_the_spec_requires_decodes() -> None:
+    hello = {
+        "type": "hello",
+        "protocol": 1,
+        "server": "another/1.0",
+        "voices": [{"id": "v", "language": "en", "sample_rate": 16000}],
+        "sample_rates": [16000],
+        "limits": {"max_streams": 2, "max_text_bytes": 1000, "max_frame_bytes": 4096},
+    }
+    frame = decode_server(msgpack.packb(hello))
+    assert isinstance(frame, Hello)
+    assert frame.limits.max_connections is None and frame.limits.idle_timeout_ms is None
+    with pytest.raises(ProtocolError, match="max_streams"):
+        decode_server(msgpack.packb({**hello, "limits": {"max_text_bytes": 1000, "max_frame_bytes": 4096}}))

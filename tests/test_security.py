@@ -50,7 +50,7 @@ async def assert_serves(url: str, **kwargs: object) -> None:
     """The handshake succeeds and the connection speaks protocol v1: hello, then an answer to a frame."""
     client = await RecordingClient.open(url, **kwargs)
     assert client.hello.protocol == 1
-    await client.ws.send(msgpack.packb({"type": "cancel", "stream": "nothing-here"}))
+    await client.ws.send(msgpack.packb({"type": "text", "stream": "nothing-here", "text": ""}))
     error = await client.error()
     assert error.code == ErrorCode.UNKNOWN_STREAM
     await client.close()

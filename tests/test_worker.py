@@ -5,6 +5,7 @@ tests/test_server_e2e.py."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,10 @@ from voxwire.engine.worker import EngineWorker
 HOP = 4
 
 
+class EngineCrash(BaseException):
+    """Passes every per-step failure handler: the engine thread dies of it."""
+
+
 class FakeVoice:
     """Each word becomes 10 latent frames whose values encode (word, frame), so order is checkable."""
 
@@ -33,6 +38,9 @@ class FakeVoice:
         max_batch: int | None = None,
         fail_text: str | None = None,
         max_ids: int = 1000,
+        crash_text: str | None = None,
+        oom_text: str | None = None,
+        unknown: frozenset[str] = frozenset(),
     ) -> None:
         self.info = VoiceInfo("fake", "xx", 1000)
         self.default_params = SynthesisParams(0.0, 0.0, 1.0)
@@ -44,15 +52,37 @@ class FakeVoice:
         self.sentence_batches: list[int] = []
         self.max_ids = max_ids
         self.encoded_ids: list[int] = []
+        self.crash_text = crash_text
+        self.oom_text = oom_text
+        self.unknown = unknown
+        self.broken = False
+        """Set to make every call fail from now on, as a device after a sticky CUDA error."""
+        self.warm_ups = 0
 
     def phonemize(self, text: str) -> Phonemized:
         """One id per word, in pieces of at most ``max_ids``."""
+        self._check()
+        if self.crash_text is not None and self.crash_text in text:
+            raise EngineCrash("the engine thread dies")
+        if self.oom_text is not None and self.oom_text in text:
+            raise torch.OutOfMemoryError("fake OOM on one item")
         if self.fail_text is not None and self.fail_text in text:
             return Phonemized([[-1]])
         ids = [hash(w) % 1000 for w in text.split()]
-        return Phonemized([ids[i : i + self.max_ids] for i in range(0, len(ids), self.max_ids)])
+        pieces = [ids[i : i + self.max_ids] for i in range(0, len(ids), self.max_ids)]
+        return Phonemized(pieces, self.unknown)
+
+    def warm_up(self, rounds: int = 3) -> None:
+        """The known-good check the failure breaker runs."""
+        self.warm_ups += 1
+        self._check()
+
+    def _check(self) -> None:
+        if self.broken:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered (fake)")
 
     def encode(self, ids: list[list[int]], params: list[SynthesisParams]) -> list[Latent]:
+        self._check()
         self.sentence_batches.append(len(ids))
         self.encoded_ids += [len(sentence) for sentence in ids]
         if [-1] in ids:
@@ -89,8 +119,11 @@ def expected_frames(words: int) -> np.ndarray:
     return np.repeat(np.arange(10 * words, dtype=np.int16), HOP)
 
 
-async def started(voice: FakeVoice, **config: Any) -> EngineWorker:
-    worker = EngineWorker([voice], SchedulerConfig(**config))  # type: ignore[list-item]  # a duck-typed Voice
+async def started(
+    voice: FakeVoice, on_death: Callable[[str], None] | None = None, **config: Any
+) -> EngineWorker:
+    # FakeVoice is a duck-typed Voice.
+    worker = EngineWorker([voice], SchedulerConfig(**config), on_death=on_death)  # type: ignore[list-item]
     worker.start()
     return worker
 
@@ -256,3 +289,86 @@ async def test_an_idle_moment_after_work_gives_freed_memory_back_once() -> None:
     await released.wait()
     await worker.stop()
     assert calls == [1]  # idle with no work since: not again
+
+
+async def test_the_engine_thread_dying_fails_every_open_stream_and_reports_why() -> None:
+    died: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    worker = await started(FakeVoice(crash_text="crash"), on_death=died.set_result, max_ahead_s=1e9)
+    calm = [worker.open_stream() for _ in range(2)]
+    for stream in calm:
+        stream.add_text("a b c")  # queued behind the crash, or spoken: either way the stream ends
+    crashing = worker.open_stream()
+    crashing.add_text("crash now")
+    reason = await died
+    assert "EngineCrash" in reason
+    for stream in [*calm, crashing]:
+        with pytest.raises(EngineError, match="the engine stopped"):
+            await read_all(stream)  # input never ended: only the engine's death ends these streams
+    with pytest.raises(Overloaded, match="stopped"):
+        worker.open_stream()
+    assert worker.stopped_because == reason
+    await worker.stop()
+
+
+async def test_one_clients_failing_text_over_and_over_does_not_stop_the_engine() -> None:
+    died: list[str] = []
+    voice = FakeVoice(fail_text="poison")
+    worker = await started(voice, on_death=died.append, max_ahead_s=1e9)
+    for _ in range(7):
+        bad = worker.open_stream()
+        bad.add_text("poison again")
+        bad.end_input()
+        with pytest.raises(EngineError):
+            await read_all(bad)
+    assert voice.warm_ups == 2  # checked itself after 3 and 6 failures in a row, and went on
+    good = worker.open_stream()
+    good.add_text("still here")
+    good.end_input()
+    np.testing.assert_array_equal(await read_all(good), expected_frames(2))
+    assert died == []
+    await worker.stop()
+
+
+async def test_a_device_that_fails_everything_trips_the_breaker_and_stops_the_engine() -> None:
+    died: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    voice = FakeVoice()
+    worker = await started(voice, on_death=died.set_result, max_ahead_s=1e9)
+    voice.broken = True
+    streams = [worker.open_stream() for _ in range(3)]
+    for stream in streams:
+        stream.add_text("anything at all")
+        stream.end_input()
+    reason = await died
+    assert "EngineBroken" in reason and voice.warm_ups == 1
+    for stream in streams:
+        with pytest.raises(EngineError):
+            await read_all(stream)
+    await worker.stop()
+
+
+async def test_out_of_memory_on_one_item_fails_only_it_and_trips_nothing() -> None:
+    died: list[str] = []
+    voice = FakeVoice(oom_text="huge")
+    worker = await started(voice, on_death=died.append, max_ahead_s=1e9)
+    for _ in range(5):
+        big = worker.open_stream()
+        big.add_text("huge text")
+        big.end_input()
+        with pytest.raises(EngineError, match="OutOfMemoryError"):
+            await read_all(big)
+    assert voice.warm_ups == 0 and died == []
+    await worker.stop()
+
+
+async def test_symbols_a_voice_lacks_are_logged_once_per_stream(caplog: pytest.LogCaptureFixture) -> None:
+    worker = await started(FakeVoice(unknown=frozenset({"\u2603"})), max_ahead_s=1e9)
+    streams = [worker.open_stream() for _ in range(2)]
+    for stream in streams:
+        for text in ("one two", "three four", "five six"):
+            stream.add_text(text)
+        stream.end_input()
+    for stream in streams:
+        await read_all(stream)
+    await worker.stop()
+    lines = [r for r in caplog.records if "no phoneme for" in r.getMessage()]
+    assert len(lines) == 2  # one per stream, not one per segment
