@@ -1,6 +1,7 @@
 """Admission control: whether one more stream fits in what the engine has measured it can do in real time.
 
-Throughput is measured in audio seconds made per compute second, over roughly ``window_s`` of recent work.
+Throughput is measured in audio seconds made per compute second, over roughly ``window_s`` of recent work
+(with several compute threads, per thread: ``headroom`` then carries their number).
 Demand is the streams that count: those with work queued or in flight, and idle ones until ``grace_s``
 after their audio has played out (or after they opened, before any audio), since their next text is likely
 on its way and a burst of ``start``s must not all be admitted before any of them has text. A stream idle

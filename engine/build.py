@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
 from voxwire.engine.config import EngineConfig
-from voxwire.engine.loader import load_voice
+from voxwire.engine.loader import load_voice, resolve_device
 from voxwire.engine.scheduler import SchedulerConfig
 from voxwire.engine.voice import Voice
 from voxwire.engine.worker import EngineWorker, StepObserver
@@ -52,16 +53,26 @@ def build_engine(
 
     ``on_step`` observes every engine step (metrics); ``on_death`` hears, on the loop thread, that the engine
     thread died (every open stream has failed by then)."""
-    threads = config.threads or max(1, (os.cpu_count() or 2) - 1)
-    torch.set_num_threads(threads)
-    log.info("engine uses %d torch thread(s)", threads)
+    cores = os.cpu_count() or 1
+    device = torch.device(resolve_device(config.device))
+    max_batch = config.max_batch or default_max_batch(device)
+    workers = config.workers or (cores if device.type == "cpu" else 1)
+    threads = config.threads or max(1, (cores - 1) // workers)
+    torch.set_num_threads(threads)  # before loading: the voices warm up at the thread count they run at
     voices = []
     for spec in config.voices:
-        log.info("loading voice %s on device %s", spec, config.device)
-        voices.append(load(spec, config))
-    max_batch = config.max_batch or default_max_batch(voices[0].device)
-    log.info("engine batches hold at most %d item(s)", max_batch)
-    scheduler = SchedulerConfig(
-        max_batch_windows=max_batch, max_batch_sentences=max_batch, max_ahead_s=config.max_ahead_s
+        log.info("loading voice %s on device %s", spec, device)
+        voices.append(load(spec, replace(config, device=str(device))))
+    log.info(
+        "engine: %d compute thread(s) of %d torch thread(s) each, batches of at most %d item(s)",
+        workers,
+        threads,
+        max_batch,
     )
-    return EngineWorker(voices, scheduler, on_step=on_step, on_death=on_death)
+    scheduler = SchedulerConfig(
+        max_batch_windows=max_batch,
+        max_batch_sentences=max_batch,
+        max_ahead_s=config.max_ahead_s,
+        workers=workers,
+    )
+    return EngineWorker(voices, scheduler, on_step=on_step, on_death=on_death, workers=workers)

@@ -20,8 +20,11 @@ class EngineConfig:
     """auto (CUDA when available, else the CPU), cpu, cuda or cuda:N."""
     dtype: str = "float32"
     """The decoder's dtype: float32, or bf16 (the sentence stage stays float32)."""
+    workers: int = 0
+    """Compute threads drawing from the one scheduler; 0: one per CPU core on a CPU, one on a GPU."""
     threads: int = 0
-    """torch intra-op threads; 0: one less than the CPU count (the event loop keeps a core)."""
+    """torch intra-op threads of each worker; 0: the cores left after one for the event loop, shared out
+    among the workers (at least one each)."""
     max_batch: int = 0
     """Most windows (or sentences) in one batch; 0: ``GPU_MAX_BATCH`` on a GPU, 1 on a CPU."""
     max_ahead_s: float = 2.0
@@ -38,7 +41,7 @@ class EngineConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.max_batch < 0 or self.threads < 0:
-            raise ValueError("max_batch and threads must be 0 (auto) or more")
+        if self.max_batch < 0 or self.threads < 0 or self.workers < 0:
+            raise ValueError("max_batch, workers and threads must be 0 (auto) or more")
         if self.max_sentence_ids < 16:
             raise ValueError(f"max_sentence_ids must be at least 16, got {self.max_sentence_ids}")

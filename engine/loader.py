@@ -39,9 +39,7 @@ def load_voice(
     ``allow_raw_phonemes`` lets ``[[ phonemes ]]`` in text pass through (Piper voices); ``max_sentence_ids``
     bounds one sentence stage (:meth:`Voice.phonemize`).
     """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    target = torch.device(device)
+    target = torch.device(resolve_device(device))
     if spec in _BUNDLED_NAMES:
         voice = load_piper_voice(
             model_path(), config_path(), target, dtype, allow_raw_phonemes, max_sentence_ids
@@ -55,6 +53,13 @@ def load_voice(
     if warm_up:
         voice.warm_up()
     return voice
+
+
+def resolve_device(device: str) -> str:
+    """``auto``: CUDA when there is one, else the CPU; any other name as it is."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def load_piper_voice(

@@ -89,10 +89,14 @@ class SchedulerConfig:
     """An idle stream counts against capacity until this long after its audio has played (or it opened)."""
     capacity_window_s: float = 10.0
     """Throughput is measured over roughly this much recent compute time."""
+    workers: int = 1
+    """Compute threads drawing from this scheduler: capacity is what one of them measures, times this."""
 
     def __post_init__(self) -> None:
         if self.max_batch_windows < 1 or self.max_batch_sentences < 1:
             raise ValueError("batches need room for at least one item")
+        if self.workers < 1:
+            raise ValueError("a scheduler needs at least one worker")
 
 
 @dataclass(frozen=True)

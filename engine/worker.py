@@ -1,11 +1,15 @@
-"""One engine worker per device: a thread that runs the scheduler's batches on the voices.
+"""One engine per device: compute threads that run the scheduler's batches on the voices.
 
-The loop is thin: take the lock, ``schedule``; release it and run the batch on its voice; take it again,
-``update``, and post the events to the asyncio loop. The worker never changes the scheduler's state itself.
+Each compute thread's loop is thin: take the lock, ``schedule``; release it and run the batch on its voice;
+take it again, ``update``, and post the events to the asyncio loop. No thread changes the scheduler's state
+itself. On a GPU one thread feeds the device; on a CPU there is one per core group (``workers``), all
+drawing from the one scheduler, so its guarantees (first audio first, deadlines, admission) hold across them:
+a stream with work in flight on one thread is out of the scheduler's queues until its results are in, so
+no two threads ever work on the same stream.
 
 Thread model: the asyncio loop thread calls ``open_stream``/``add_text``/``end_input``/``cancel`` and reads
-events through each stream's :class:`~voxwire.engine.handle.StreamHandle`; the worker thread runs torch.
-Both touch the scheduler only under ``self._lock``. Events cross to the loop with one
+events through each stream's :class:`~voxwire.engine.handle.StreamHandle`; the compute threads run torch.
+All touch the scheduler only under ``self._lock``. Events cross to the loop with one
 ``call_soon_threadsafe`` per step, made while the lock is held, so the loop sees them in the order the
 scheduler made them: a stream's ``End`` never overtakes its audio. torch releases the GIL inside its kernels,
 so the loop keeps serving WebSockets while a batch runs.
@@ -50,7 +54,7 @@ _B = TypeVar("_B", SentenceBatch, WindowBatch)
 
 
 class EngineWorker:
-    """Owns the voices on one device and serves every session's streams from one thread."""
+    """Owns the voices on one device and serves every session's streams from ``workers`` threads."""
 
     def __init__(
         self,
@@ -59,12 +63,16 @@ class EngineWorker:
         *,
         on_step: StepObserver | None = None,
         on_death: Callable[[str], None] | None = None,
+        workers: int = 1,
         clock: Callable[[], float] = time.monotonic,
         release_memory: Callable[[], object] = release_free_memory,
         release_interval_s: float = RELEASE_INTERVAL_S,
     ) -> None:
         if not voices:
             raise ValueError("an engine worker needs at least one voice")
+        if workers < 1:
+            raise ValueError(f"an engine needs at least one compute thread, got {workers}")
+        self.workers = workers
         self._voices = {v.info.id: v for v in voices}
         self.default_voice = voices[0].info.id
         self._scheduler = Scheduler(config)
@@ -81,7 +89,7 @@ class EngineWorker:
         self._warned: OrderedDict[int, None] = OrderedDict()
         """Streams whose unknown phonemes were logged (most recent last, at most WARNED_STREAMS)."""
         self._clock = clock
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
         self._release_memory = release_memory
@@ -97,15 +105,19 @@ class EngineWorker:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name="voxwire-engine", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(index,), name=f"voxwire-engine-{index}", daemon=True)
+            for index in range(self.workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     async def stop(self) -> None:
         with self._lock:
             self._stopping = True
             self._lock.notify_all()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join)
 
     def stats(self) -> SchedulerStats:
         with self._lock:
@@ -175,9 +187,13 @@ class EngineWorker:
             handle.deliver(event)
 
     def _die(self, reason: str) -> None:
-        """The engine thread is ending: from now on no stream can be served."""
+        """A compute thread is ending: from now on no stream can be served, and the others stop too."""
         with self._lock:
+            if self.stopped_because is not None:
+                return
             self.stopped_because = reason
+            self._stopping = True
+            self._lock.notify_all()
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._fail_every_stream, reason)
 
@@ -191,17 +207,17 @@ class EngineWorker:
 
     # -- the worker thread -----------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        """The engine thread. If it dies, every open stream fails at once and ``on_death`` reports it."""
+    def _run(self, index: int) -> None:
+        """A compute thread. If one dies, every open stream fails at once and ``on_death`` reports it."""
         torch.set_grad_enabled(False)
         try:
-            self._serve()
+            self._serve(index)
         except BaseException as error:  # a dying engine thread is reported, whatever killed it
             log.critical("the engine thread stopped: %s: %s", type(error).__name__, error, exc_info=error)
             self._die(f"{type(error).__name__}: {error}")
 
-    def _serve(self) -> None:
-        while (batch := self._next_batch()) is not None:
+    def _serve(self, index: int) -> None:
+        while (batch := self._next_batch(index)) is not None:
             started = time.perf_counter()
             kind = "sentences" if isinstance(batch, SentenceBatch) else "windows"
             if isinstance(batch, SentenceBatch):
@@ -214,15 +230,17 @@ class EngineWorker:
             audio_s = samples / self._voices[batch.voice].info.sample_rate
             with self._lock:
                 self._scheduler.record_step(elapsed, audio_s)
+                self._lock.notify_all()  # the batch's streams are schedulable again, maybe for another thread
             self._worked_since_release = True
             if self._on_step is not None:
                 self._on_step(kind, len(batch.items), elapsed)
 
-    def _next_batch(self) -> Batch | None:
-        """Wait for the next batch to run (None: the worker is stopping).
+    def _next_batch(self, index: int) -> Batch | None:
+        """Wait for the next batch to run (None: the engine is stopping).
 
-        An idle moment, after some work and at most every ``release_interval_s``, is spent handing freed
-        memory back to the OS (:mod:`voxwire.engine.memory`), outside the lock so sessions are not held up.
+        An idle moment of the first compute thread, after some work and at most every
+        ``release_interval_s``, is spent handing freed memory back to the OS (:mod:`voxwire.engine.memory`),
+        outside the lock so sessions are not held up.
         """
         while True:
             with self._lock:
@@ -231,7 +249,7 @@ class EngineWorker:
                 batch = self._scheduler.schedule(self._clock())
                 if batch is not None:
                     return batch
-                release_in = self._release_in()
+                release_in = self._release_in() if index == 0 else None
                 if release_in is None or release_in > 0:
                     wakeup = self._scheduler.next_wakeup(self._clock())
                     timeouts = [t for t in (wakeup, release_in) if t is not None]
@@ -278,20 +296,21 @@ class EngineWorker:
         """A failure breaker. One client's text can fail its own stream again and again; a device that
         broke fails everything. After ``BREAKER_FAILURES`` failed items in a row, a known-good sentence
         (the voice's warm-up) decides which it is: if it fails too, the engine stops (``EngineBroken``)."""
-        self._failures_in_a_row += 1
-        if self._failures_in_a_row < BREAKER_FAILURES:
-            return
+        with self._lock:
+            self._failures_in_a_row += 1
+            failures = self._failures_in_a_row
+            if failures < BREAKER_FAILURES:
+                return
+            self._failures_in_a_row = 0
         try:
             self._voices[voice_id].warm_up(rounds=1)
         except Exception as error:
             raise EngineBroken(
-                f"{self._failures_in_a_row} steps failed in a row and a known-good sentence failed too"
+                f"{failures} steps failed in a row and a known-good sentence failed too"
             ) from error
         log.warning(
-            "%d engine steps failed in a row, but a known-good sentence ran: the engine goes on",
-            self._failures_in_a_row,
+            "%d engine steps failed in a row, but a known-good sentence ran: the engine goes on", failures
         )
-        self._failures_in_a_row = 0
 
     def _encode(self, batch: SentenceBatch) -> list[SentenceOutput]:
         """Each item's first sentence piece through one batched sentence stage; its other pieces go back
@@ -320,11 +339,12 @@ class EngineWorker:
 
     def _warn_unknown(self, stream: int, symbols: frozenset[str]) -> None:
         """Once per stream: text a voice cannot say in full is the client's, and must not flood the log."""
-        if stream in self._warned:
-            return
-        self._warned[stream] = None
-        if len(self._warned) > WARNED_STREAMS:
-            self._warned.popitem(last=False)
+        with self._lock:
+            if stream in self._warned:
+                return
+            self._warned[stream] = None
+            if len(self._warned) > WARNED_STREAMS:
+                self._warned.popitem(last=False)
         shown = ", ".join(repr(symbol) for symbol in sorted(symbols)[:8])
         log.warning("engine stream %d: the voice has no phoneme for %s; left out", stream, shown)
 

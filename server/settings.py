@@ -26,8 +26,10 @@ class Settings:
     voices: tuple[str, ...] = ("joe",)
     """Voices to load: "joe" (bundled), a Piper .onnx path, or a local transformers VitsModel directory."""
     log_level: str = "info"
+    workers: int = 0
+    """Engine compute threads; 0 (auto): one per CPU core on a CPU, one on a GPU."""
     threads: int = 0
-    """torch intra-op threads for the engine; 0: one less than the CPU count (the event loop keeps a core)."""
+    """torch intra-op threads per engine worker; 0 (auto): the cores but one, shared among the workers."""
 
     max_connections: int = 256
     max_streams: int = 4
@@ -71,6 +73,7 @@ class Settings:
             voices=self.voices,
             device=self.device,
             dtype=self.dtype,
+            workers=self.workers,
             threads=self.threads,
             max_batch=self.max_batch,
             max_ahead_s=self.max_ahead_ms / 1000,

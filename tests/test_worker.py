@@ -5,6 +5,7 @@ tests/test_server_e2e.py."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -372,3 +373,39 @@ async def test_symbols_a_voice_lacks_are_logged_once_per_stream(caplog: pytest.L
     await worker.stop()
     lines = [r for r in caplog.records if "no phoneme for" in r.getMessage()]
     assert len(lines) == 2  # one per stream, not one per segment
+
+
+async def test_several_workers_serve_every_stream_whole_and_in_order() -> None:
+    voice = FakeVoice()
+    worker = EngineWorker([voice], SchedulerConfig(max_ahead_s=1e9, workers=3), workers=3)  # type: ignore[list-item]
+    worker.start()
+    streams = [worker.open_stream() for _ in range(8)]
+    for index, stream in enumerate(streams):
+        stream.add_text(" ".join(["word"] * (3 + index)))
+        stream.add_text("two more")
+        stream.end_input()
+    for index, stream in enumerate(streams):
+        expected = np.concatenate([expected_frames(3 + index), expected_frames(2)])
+        np.testing.assert_array_equal(await read_all(stream), expected)
+    await worker.stop()
+
+
+async def test_workers_run_their_batches_at_the_same_time() -> None:
+    both_inside = threading.Barrier(2, timeout=30)
+
+    class MeetingVoice(FakeVoice):
+        def decode_windows(self, jobs: list[tuple[Latent, WindowSpec]]) -> list[np.ndarray]:
+            both_inside.wait()  # passes only when two workers decode at once; else it breaks after 30 s
+            return super().decode_windows(jobs)
+
+    one_item = SchedulerConfig(max_ahead_s=1e9, workers=2, max_batch_windows=1, max_batch_sentences=1)
+    worker = EngineWorker([MeetingVoice()], one_item, workers=2)  # type: ignore[list-item]
+    worker.start()
+    streams = [worker.open_stream() for _ in range(2)]
+    for stream in streams:
+        stream.add_text("one two three four five")
+        stream.end_input()
+    for stream in streams:
+        assert len(await read_all(stream)) == 50 * HOP
+    assert not both_inside.broken
+    await worker.stop()
