@@ -200,8 +200,8 @@ class Scheduler:
         self._queued_texts = 0
         self._queued_windows = 0
         config = self.config
-        self._admission = Admission(
-            config.admission_headroom, config.admission_grace_s, config.capacity_window_s
+        self._admission = Admission(  # measured per compute thread: the headroom carries their number
+            config.admission_headroom * config.workers, config.admission_grace_s, config.capacity_window_s
         )
 
     # -- streams (the session side) --------------------------------------------------------------------

@@ -413,3 +413,12 @@ def test_a_new_streams_sentence_goes_before_the_pieces_left_of_a_long_one() -> N
     opened(sched, 2, now=0.1, text="Hello.")
     first = sched.schedule(0.1)
     assert isinstance(first, SentenceBatch) and [item.stream for item in first.items] == [2]
+
+
+def test_capacity_counts_every_compute_thread() -> None:
+    one = Scheduler(SchedulerConfig(admission_headroom=0.5))
+    two = Scheduler(SchedulerConfig(admission_headroom=0.5, workers=2))
+    for sched in (one, two):
+        sched.record_step(busy_s=2.0, audio_s=8.0)  # each thread makes 4 s of audio per second of work
+    assert one.capacity_streams() == pytest.approx(2.0)
+    assert two.capacity_streams() == pytest.approx(4.0)
