@@ -15,11 +15,13 @@ Two kinds of work are batched separately:
 Each step picks one batch of one kind, by these rules:
 
 1. A stream that has produced no audio yet goes first (time to first audio): its sentence stage, then its
-   first window, which is small (``FIRST_WINDOW_FRAMES``); every later window is steady-sized.
+   first window, which is small (``FIRST_WINDOW_FRAMES``). Later windows are steady-sized, and large
+   (``LARGE_WINDOW_FRAMES``, less overhead per second of audio, a longer step) while the stream's listener
+   holds at least ``large_window_ahead_s`` of audio, so that a long step cannot starve it.
 2. Then windows by playback deadline: the moment the client would run out of audio, estimated as the time
    its first audio was produced plus the audio produced since. Earliest first (EDF), so no stream starves.
    A sentence is due when the stream's queued windows have played, and competes on that deadline; it is
-   encoded once at most ``sentence_lead_windows`` windows are left.
+   encoded once at most ``sentence_lead_frames`` frames are left to decode.
 3. A stream more than ``max_ahead_s`` of audio ahead of its playback clock waits; capacity goes where it is
    needed. A stream whose connection holds too much unsent audio waits too (backpressure, ``AudioBudget``).
 4. Nothing waits to fill a batch: whatever is ready runs now, up to ``max_batch_*``. Under load, work piles
@@ -67,7 +69,10 @@ from voxwire.engine.work import (
 FIRST_WINDOW_FRAMES = 32
 """A stream's very first window: small, so that its first audio comes sooner."""
 STEADY_WINDOW_FRAMES = 64
-"""Every other window: larger, as a step decodes more audio per unit of overhead."""
+"""Windows after the first: larger, as a step decodes more audio per unit of overhead."""
+LARGE_WINDOW_FRAMES = 128
+"""Windows for a stream whose listener holds enough audio: on a CPU, 10 to 20 % less compute per second of
+audio than steady windows (with larger chunks of flow, docs/benchmarks.md), in steps twice as long."""
 MAX_ROUNDS = 64
 """Most windows one stream gives to a single batch."""
 
@@ -81,8 +86,10 @@ class SchedulerConfig:
     sentence_length_ratio: float = 2.0
     """Sentences batched together differ in text length by at most this factor, so that padding to the
     longest wastes at most about half of a batch's sentence-stage work."""
-    sentence_lead_windows: int = 1
-    """Encode a stream's next sentence once it has at most this many windows left to decode."""
+    sentence_lead_frames: int = STEADY_WINDOW_FRAMES
+    """Encode a stream's next sentence once it has at most this many latent frames left to decode."""
+    large_window_ahead_s: float = 1.0
+    """A stream whose listener holds at least this much audio gets large windows."""
     admission_headroom: float = 0.8
     """Admit streams up to this fraction of the measured real-time capacity."""
     admission_grace_s: float = 2.0
@@ -116,6 +123,7 @@ class SchedulerStats:
     streams: int
     queued_texts: int
     queued_windows: int
+    """Latent frames queued for decoding, in steady windows' worth."""
     paused_streams: int
     """Streams held because their connection has too much unsent audio."""
     capacity_streams: float
@@ -140,7 +148,7 @@ class _Stream:
     """Text segments to speak, and sentence pieces (ids) left from an earlier step, in order."""
     latents: deque[_Cursor] = field(default_factory=deque)
     """Latents whose windows are still to hand out, oldest first."""
-    queued_windows: int = 0
+    queued_frames: int = 0
     queued_samples: int = 0
     sentence_in_flight: bool = False
     windows_in_flight: int = 0
@@ -167,17 +175,18 @@ class _Stream:
         """Nothing queued and nothing in flight: once input has ended, the stream is complete."""
         return not (self.texts or self.latents or self.sentence_in_flight or self.windows_in_flight)
 
-    def take_window(self) -> WindowItem:
-        """The next window of the oldest latent: its first window as planned, then steady ones."""
+    def take_window(self, large: bool) -> WindowItem:
+        """The next window of the oldest latent: its first window as planned, then steady or large ones."""
         cursor = self.latents[0]
         start = cursor.start
-        end = min(start + cursor.size, cursor.latent.frames)
+        size = LARGE_WINDOW_FRAMES if large and cursor.size == STEADY_WINDOW_FRAMES else cursor.size
+        end = min(start + size, cursor.latent.frames)
         samples = (end - start) * self.spec.hop_length
         item = WindowItem(self.key, cursor.latent, WindowSpec(start, end), samples)
         cursor.start, cursor.size = end, STEADY_WINDOW_FRAMES
         if end == cursor.latent.frames:
             self.latents.popleft()
-        self.queued_windows -= 1
+        self.queued_frames -= end - start
         self.queued_samples -= samples
         self.samples_in_flight += samples
         return item
@@ -198,7 +207,7 @@ class Scheduler:
         self._held: dict[AudioBudget, list[int]] = {}
         self._held_streams = 0
         self._queued_texts = 0
-        self._queued_windows = 0
+        self._queued_frames = 0
         config = self.config
         self._admission = Admission(  # measured per compute thread: the headroom carries their number
             config.admission_headroom * config.workers, config.admission_grace_s, config.capacity_window_s
@@ -322,7 +331,7 @@ class Scheduler:
         return SchedulerStats(
             streams=len(self._streams),
             queued_texts=self._queued_texts,
-            queued_windows=self._queued_windows,
+            queued_windows=-(-self._queued_frames // STEADY_WINDOW_FRAMES),
             paused_streams=self._held_streams,
             capacity_streams=self.capacity_streams(),
         )
@@ -387,8 +396,13 @@ class Scheduler:
         for _ in range(MAX_ROUNDS):
             next_round: list[_Stream] = []
             for stream in chosen:
-                items.append(stream.take_window())
+                large = stream.first_audio_at is not None and (
+                    stream.deadline() - now >= self.config.large_window_ahead_s
+                )
+                item = stream.take_window(large)
+                items.append(item)
                 stream.windows_in_flight += 1
+                self._queued_frames -= item.spec.frames
                 if len(items) == max_items:
                     break
                 if stream.latents and stream.started and self._room_ahead(stream, now):
@@ -396,7 +410,7 @@ class Scheduler:
             chosen = next_round
             if not chosen or len(items) == max_items:
                 break
-        self._queued_windows -= len(items)
+
         return WindowBatch(voice, tuple(items))
 
     def _room_ahead(self, stream: _Stream, now: float) -> bool:
@@ -426,11 +440,10 @@ class Scheduler:
         very first window small, all others steady."""
         first_of_stream = not stream.started and not stream.latents and not stream.windows_in_flight
         first = FIRST_WINDOW_FRAMES if first_of_stream else STEADY_WINDOW_FRAMES
-        windows = 1 + -(-max(0, latent.frames - first) // STEADY_WINDOW_FRAMES)
         stream.latents.append(_Cursor(latent, 0, first))
-        stream.queued_windows += windows
+        stream.queued_frames += latent.frames
         stream.queued_samples += latent.frames * stream.spec.hop_length
-        self._queued_windows += windows
+        self._queued_frames += latent.frames
 
     def _windows_done(
         self, batch: WindowBatch, outputs: Sequence[np.ndarray], now: float
@@ -473,7 +486,7 @@ class Scheduler:
         if (
             stream.texts
             and not stream.sentence_in_flight
-            and stream.queued_windows <= self.config.sentence_lead_windows
+            and stream.queued_frames <= self.config.sentence_lead_frames
         ):
             due = stream.deadline() + stream.queued_samples / stream.spec.sample_rate
             heapq.heappush(self._sentence_heap, (stream.started, due, stream.key, stream.version))
@@ -492,7 +505,7 @@ class Scheduler:
     def _remove(self, stream: _Stream) -> None:
         del self._streams[stream.key]
         self._queued_texts -= len(stream.texts)
-        self._queued_windows -= stream.queued_windows
+        self._queued_frames -= stream.queued_frames
         if stream.held:
             assert stream.spec.budget is not None
             keys = self._held[stream.spec.budget]

@@ -56,9 +56,9 @@ class Voice:
         default_params: SynthesisParams,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
-        window_sizes: Sequence[int] = (32, 64),
+        window_sizes: Sequence[int] = (32, 64, 128),
         flow_in_encode: bool | None = None,
-        flow_chunk_frames: int | None = 128,
+        flow_chunk_frames: int | None = 256,
         max_sentence_ids: int = MAX_SENTENCE_IDS,
     ) -> None:
         self.info = info

@@ -10,6 +10,7 @@ from voxwire.engine.budget import AudioBudget
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.scheduler import (
     FIRST_WINDOW_FRAMES,
+    LARGE_WINDOW_FRAMES,
     STEADY_WINDOW_FRAMES,
     Scheduler,
     SchedulerConfig,
@@ -76,8 +77,19 @@ def test_a_sentence_becomes_a_small_first_window_then_steady_ones() -> None:
     got = [windows(sched, 0.0)[0] for _ in range(4)]
     assert got == [(1, 0, 32), (1, 32, 64), (1, 96, 64), (1, 160, 40)]
     sched.add_text(1, "Again.")
-    sentences(sched, 1.0, {1: [100]})
-    assert windows(sched, 1.0)[0] == (1, 0, STEADY_WINDOW_FRAMES)  # later sentences: steady windows only
+    sentences(sched, 20.0, {1: [100]})  # at t=20 the listener has played everything: no audio left
+    assert windows(sched, 20.0)[0] == (1, 0, STEADY_WINDOW_FRAMES)  # later sentences: steady windows
+
+
+def test_a_listener_holding_enough_audio_gets_large_windows() -> None:
+    sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1, large_window_ahead_s=1.0))
+    opened(sched, 1)
+    sentences(sched, 0.0, {1: [1000]})
+    assert windows(sched, 0.0) == [(1, 0, FIRST_WINDOW_FRAMES)]  # 0.32 s held: steady next
+    assert windows(sched, 0.0) == [(1, 32, STEADY_WINDOW_FRAMES)]  # 0.96 s held
+    assert windows(sched, 0.0) == [(1, 96, STEADY_WINDOW_FRAMES)]  # 1.6 s held: large from now on
+    assert windows(sched, 0.0) == [(1, 160, LARGE_WINDOW_FRAMES)]
+    assert windows(sched, 2.5) == [(1, 288, STEADY_WINDOW_FRAMES)]  # played down to 0.38 s: steady again
 
 
 def test_the_stream_ends_after_its_last_window_and_not_before() -> None:
@@ -249,7 +261,7 @@ def test_a_failed_item_fails_its_stream_only() -> None:
 
 
 def test_next_sentence_is_encoded_before_the_current_one_runs_out() -> None:
-    sched = Scheduler(SchedulerConfig(sentence_lead_windows=1, max_batch_windows=1, max_ahead_s=100))
+    sched = Scheduler(SchedulerConfig(max_batch_windows=1, max_ahead_s=100))
     opened(sched, 1)
     sched.add_text(1, "Second.")
     sentences(sched, 0.0, {1: [150]})  # windows of 32, 64, 54 frames
@@ -260,7 +272,7 @@ def test_next_sentence_is_encoded_before_the_current_one_runs_out() -> None:
 
 
 def test_a_playing_stream_gets_its_next_window_before_its_next_sentence() -> None:
-    sched = Scheduler(SchedulerConfig(sentence_lead_windows=1, max_batch_windows=1, max_ahead_s=100))
+    sched = Scheduler(SchedulerConfig(max_batch_windows=1, max_ahead_s=100))
     opened(sched, 1)
     sched.add_text(1, "Second.")
     sentences(sched, 0.0, {1: [96]})  # two windows
