@@ -19,6 +19,7 @@ import msgpack
 from .checks import invalid, is_stream_id, show
 from .errors import ErrorCode, ProtocolError
 from .frames import (
+    Bounds,
     Cancel,
     Chunk,
     ClientFrame,
@@ -26,6 +27,7 @@ from .frames import (
     Error,
     Hello,
     Limits,
+    Options,
     ServerFrame,
     Start,
     Text,
@@ -64,7 +66,7 @@ _FIELDS: dict[type, tuple[tuple[str, bool], ...]] = {
     cls: tuple(
         (spec.name, spec.default is MISSING and spec.default_factory is MISSING) for spec in fields(cls)
     )
-    for cls in (*_CLIENT_TYPES.values(), *_SERVER_TYPES.values(), VoiceInfo, Limits)
+    for cls in (*_CLIENT_TYPES.values(), *_SERVER_TYPES.values(), VoiceInfo, Limits, Options, Bounds)
 }
 """Each frame class's field names, each with whether it is required."""
 
@@ -75,7 +77,7 @@ def _wire_map(frame: object) -> dict[str, Any]:
         value = getattr(frame, name)
         if value is None:
             continue
-        if isinstance(value, VoiceInfo | Limits):
+        if isinstance(value, VoiceInfo | Limits | Options | Bounds):
             value = _wire_map(value)
         elif isinstance(value, tuple):
             value = [_wire_map(item) if isinstance(item, VoiceInfo) else item for item in value]
@@ -165,6 +167,19 @@ def _limits(value: Any) -> Limits:
     return _nested(Limits, "limits", value)
 
 
+def _options(value: Any) -> Options:
+    mapping = _string_keyed(value, "field 'options'", ErrorCode.INVALID_FIELD, None)
+    bounds = {
+        name: _nested(Bounds, f"options.{name}", mapping[name])
+        for name in ("max_buffer_delay_ms", "first_chunk_ms")
+        if mapping.get(name) is not None
+    }
+    try:
+        return _build(Options, {**mapping, **bounds}, None)
+    except ProtocolError as exc:
+        raise ProtocolError(exc.code, f"options: {exc.message}") from None
+
+
 def _nested(cls: type[_T], where: str, value: Any) -> _T:
     mapping = _string_keyed(value, f"field {where!r}", ErrorCode.INVALID_FIELD, None)
     try:
@@ -173,4 +188,6 @@ def _nested(cls: type[_T], where: str, value: Any) -> _T:
         raise ProtocolError(exc.code, f"{where}: {exc.message}") from None
 
 
-_NESTED: dict[type, dict[str, Callable[[Any], Any]]] = {Hello: {"voices": _voices, "limits": _limits}}
+_NESTED: dict[type, dict[str, Callable[[Any], Any]]] = {
+    Hello: {"voices": _voices, "limits": _limits, "options": _options}
+}

@@ -6,3 +6,6 @@ MAX_SAMPLE_RATE = 48000
 MIN_SPEED = 0.5
 MAX_SPEED = 2.0
 MAX_STREAM_ID_CHARS = 64
+MAX_OPTION_MS = 60_000
+"""The largest value of a ``start`` option in milliseconds the protocol accepts; servers announce their own
+bounds in ``hello.options``."""

@@ -19,7 +19,7 @@ from .checks import (
     check_stream_id,
     invalid,
 )
-from .constants import MAX_SPEED, MIN_SPEED, PROTOCOL_VERSION
+from .constants import MAX_OPTION_MS, MAX_SPEED, MIN_SPEED, PROTOCOL_VERSION
 from .errors import ErrorCode
 
 
@@ -29,6 +29,30 @@ class DoneReason(enum.StrEnum):
     COMPLETE = "complete"
     CANCELLED = "cancelled"
     ERROR = "error"
+
+
+class Pace(enum.StrEnum):
+    """How fast a stream's audio is made: paced to playback, or as fast as spare capacity allows."""
+
+    REALTIME = "realtime"
+    ASAP = "asap"
+
+
+class Encoding(enum.StrEnum):
+    """How a chunk's ``audio`` holds its samples (all little-endian, mono)."""
+
+    PCM16 = "pcm16"
+    """16-bit signed integers: 2 bytes a sample."""
+    MULAW = "mulaw"
+    """ITU-T G.711 mu-law: 1 byte a sample."""
+    ALAW = "alaw"
+    """ITU-T G.711 A-law: 1 byte a sample."""
+    F32 = "f32"
+    """32-bit IEEE floats in [-1, 1]: 4 bytes a sample."""
+
+    @property
+    def sample_bytes(self) -> int:
+        return {"pcm16": 2, "mulaw": 1, "alaw": 1, "f32": 4}[self.value]
 
 
 _E = TypeVar("_E", bound=enum.StrEnum)
@@ -65,6 +89,10 @@ class Start:
     sample_rate: int | None = None
     speed: float | None = None
     words: bool = False
+    pace: Pace | None = None
+    encoding: Encoding | None = None
+    max_buffer_delay_ms: int | None = None
+    first_chunk_ms: int | None = None
 
     def __post_init__(self) -> None:
         check_stream_id(self.stream)
@@ -75,6 +103,14 @@ class Start:
         if self.speed is not None:
             check_number("speed", self.speed, self.stream, MIN_SPEED, MAX_SPEED)
         check_bool("words", self.words, self.stream)
+        if self.pace is not None:
+            _set(self, "pace", _member(Pace, "pace", self.pace, self.stream))
+        if self.encoding is not None:
+            _set(self, "encoding", _member(Encoding, "encoding", self.encoding, self.stream))
+        if self.max_buffer_delay_ms is not None:
+            check_int("max_buffer_delay_ms", self.max_buffer_delay_ms, self.stream, 0, MAX_OPTION_MS)
+        if self.first_chunk_ms is not None:
+            check_int("first_chunk_ms", self.first_chunk_ms, self.stream, 1, MAX_OPTION_MS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +131,16 @@ class Text:
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
-    """Stop a stream now."""
+    """Stop a stream now. ``played``: how many of the stream's samples the client has played (its
+    playhead), so that ``done`` can say what was heard."""
 
     stream: str
+    played: int | None = None
 
     def __post_init__(self) -> None:
         check_stream_id(self.stream)
+        if self.played is not None:
+            check_int("played", self.played, self.stream, 0)
 
 
 # Server to client
@@ -149,6 +189,49 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Bounds:
+    """The values a numeric ``start`` option may take on this server, and its default."""
+
+    min: int
+    max: int
+    default: int | None = None
+    """None: the option is off unless a stream asks for it."""
+
+    def __post_init__(self) -> None:
+        check_int("min", self.min, None, 0)
+        check_int("max", self.max, None, self.min)
+        if self.default is not None:
+            check_int("default", self.default, None, self.min, self.max)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What ``start`` may ask of this server beyond the spec's fields, as announced in ``hello.options``."""
+
+    paces: tuple[str, ...] = ()
+    encodings: tuple[str, ...] = ()
+    max_buffer_delay_ms: Bounds | None = None
+    first_chunk_ms: Bounds | None = None
+    breaks: bool = False
+    """``<break time="..."/>`` tags in text are pauses."""
+    words: bool = False
+    """``start.words`` gives word timings in chunks."""
+
+    def __post_init__(self) -> None:
+        for name in ("paces", "encodings"):
+            values = _as_tuple(name, getattr(self, name), None)
+            for index, value in enumerate(values):
+                check_str(f"{name}[{index}]", value, None, non_empty=True)
+            _set(self, name, values)
+        for name in ("max_buffer_delay_ms", "first_chunk_ms"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Bounds):
+                raise invalid(name, "a Bounds", value, None)
+        check_bool("breaks", self.breaks, None)
+        check_bool("words", self.words, None)
+
+
+@dataclass(frozen=True, slots=True)
 class Hello:
     """The server's first frame on every connection."""
 
@@ -157,6 +240,7 @@ class Hello:
     sample_rates: tuple[int, ...]
     limits: Limits
     protocol: int = PROTOCOL_VERSION
+    options: Options | None = None
 
     def __post_init__(self) -> None:
         check_str("server", self.server, None, non_empty=True)
@@ -172,11 +256,13 @@ class Hello:
         if not isinstance(self.limits, Limits):
             raise invalid("limits", "a Limits", self.limits, None)
         check_int("protocol", self.protocol, None, 1)
+        if self.options is not None and not isinstance(self.options, Options):
+            raise invalid("options", "an Options", self.options, None)
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """A piece of a stream's audio: PCM16 little-endian mono at ``sample_rate``.
+    """A piece of a stream's audio, mono at ``sample_rate``, in ``encoding`` (absent: PCM16 little-endian).
 
     ``seq`` counts 0, 1, 2, ... per stream and ``offset`` is the stream sample index of the first sample.
     ``words``, sent only when the stream's ``start`` asked for them, holds ``(word, start, end)`` with start
@@ -189,14 +275,18 @@ class Chunk:
     sample_rate: int
     audio: bytes = field(repr=False)
     words: tuple[tuple[str, int, int], ...] | None = None
+    encoding: Encoding | None = None
 
     def __post_init__(self) -> None:
         check_stream_id(self.stream)
         check_int("seq", self.seq, self.stream, 0)
         check_int("offset", self.offset, self.stream, 0)
         check_sample_rate("sample_rate", self.sample_rate, self.stream)
-        if not isinstance(self.audio, bytes) or len(self.audio) % 2:
-            raise invalid("audio", "binary PCM16 data of an even number of bytes", self.audio, self.stream)
+        if self.encoding is not None:
+            _set(self, "encoding", _member(Encoding, "encoding", self.encoding, self.stream))
+        width = self.sample_bytes
+        if not isinstance(self.audio, bytes) or len(self.audio) % width:
+            raise invalid("audio", f"binary audio of a multiple of {width} bytes", self.audio, self.stream)
         if self.words is not None:
             _set(
                 self,
@@ -208,9 +298,13 @@ class Chunk:
             )
 
     @property
+    def sample_bytes(self) -> int:
+        return (self.encoding or Encoding.PCM16).sample_bytes
+
+    @property
     def samples(self) -> int:
-        """How many samples ``audio`` holds (two bytes each)."""
-        return len(self.audio) // 2
+        """How many samples ``audio`` holds."""
+        return len(self.audio) // self.sample_bytes
 
 
 def _word(index: int, entry: Any, stream: str) -> tuple[str, int, int]:
@@ -226,13 +320,20 @@ def _word(index: int, entry: Any, stream: str) -> tuple[str, int, int]:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """A stream is over; no chunk of it follows. ``chunks`` and ``samples`` count what was sent."""
+    """A stream is over; no chunk of it follows. ``chunks`` and ``samples`` count what was sent.
+
+    ``heard_chars``: how much of the stream's text (in code points) was heard: all of it when complete; up to
+    the end of the last word whose audio ended by the client's playhead (or the audio sent) when cancelled.
+    ``heard``: that text itself, sent when the stream was cancelled.
+    """
 
     stream: str
     reason: DoneReason | str
     chunks: int
     samples: int
     ttfa_ms: float | None = None
+    heard: str | None = None
+    heard_chars: int | None = None
 
     def __post_init__(self) -> None:
         check_stream_id(self.stream)
@@ -241,6 +342,10 @@ class Done:
         check_int("samples", self.samples, self.stream, 0)
         if self.ttfa_ms is not None:
             check_number("ttfa_ms", self.ttfa_ms, self.stream, 0.0)
+        if self.heard is not None:
+            check_str("heard", self.heard, self.stream)
+        if self.heard_chars is not None:
+            check_int("heard_chars", self.heard_chars, self.stream, 0)
 
 
 @dataclass(frozen=True, slots=True)
