@@ -74,5 +74,6 @@ def build_engine(
         max_batch_sentences=max_batch,
         max_ahead_s=config.max_ahead_s,
         workers=workers,
+        max_asap_streams=config.max_asap_streams,
     )
     return EngineWorker(voices, scheduler, on_step=on_step, on_death=on_death, workers=workers)

@@ -33,6 +33,8 @@ class EngineConfig:
     """Let ``[[ phonemes ]]`` in text reach the voice as phonemes (Piper voices)."""
     max_sentence_ids: int = MAX_SENTENCE_IDS
     """Longest phoneme sequence one sentence stage takes (:meth:`voxwire.engine.voice.Voice.phonemize`)."""
+    max_asap_streams: int = 8
+    """Most ``asap`` streams (made as fast as spare capacity allows) open at once."""
 
     def __post_init__(self) -> None:
         if not self.voices:
@@ -43,5 +45,7 @@ class EngineConfig:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.max_batch < 0 or self.threads < 0 or self.workers < 0:
             raise ValueError("max_batch, workers and threads must be 0 (auto) or more")
+        if self.max_asap_streams < 0:
+            raise ValueError(f"max_asap_streams must be 0 or more, got {self.max_asap_streams}")
         if self.max_sentence_ids < 16:
             raise ValueError(f"max_sentence_ids must be at least 16, got {self.max_sentence_ids}")

@@ -39,6 +39,12 @@ class StreamHandle:
         """Queue a text segment (a sentence or fragment) to speak after the ones before it."""
         self._worker.add_text(self.key, text)
 
+    def add_pause(self, seconds: float) -> None:
+        """Queue silence after the text so far, to the nearest sample (nothing for under half a sample)."""
+        samples = round(seconds * self.sample_rate)
+        if samples:
+            self._worker.add_pause(self.key, samples)
+
     def end_input(self) -> None:
         """No more text: the stream ends once everything queued is spoken."""
         self._worker.end_input(self.key)

@@ -24,14 +24,18 @@ Each step picks one batch of one kind, by these rules:
    encoded once at most ``sentence_lead_frames`` frames are left to decode.
 3. A stream more than ``max_ahead_s`` of audio ahead of its playback clock waits; capacity goes where it is
    needed. A stream whose connection holds too much unsent audio waits too (backpressure, ``AudioBudget``).
+   ``asap`` streams (audio as fast as spare capacity allows: pre-rendering) have queues of their own and
+   get a batch only when no realtime stream has work ready, so they never delay one by more than one step;
+   among themselves they go by the same urgency, with no look-ahead. Admission does not count them; at most
+   ``max_asap_streams`` are open at once.
 4. Nothing waits to fill a batch: whatever is ready runs now, up to ``max_batch_*``. Under load, work piles
    up while a step runs, so the next batch is larger (continuous batching). A sentence batch takes only
    sentences of about the most urgent one's length (``sentence_length_ratio``), as it is padded to its
    longest; windows have fixed shapes and batch freely. A batch holds one voice.
 
 Cost: every decision and every update is O(k log n) for a batch of k items over n streams. Ready streams sit
-in two heaps (windows by deadline, sentences by when their audio is due) with lazy invalidation: a change
-to a stream bumps its version and pushes fresh entries, and stale ones are skipped when they surface.
+in two heaps per pace (windows by deadline, sentences by when their audio is due) with lazy invalidation: a
+change to a stream bumps its version and pushes fresh entries, and stale ones are skipped when they surface.
 Streams held by backpressure leave the heap until their budget has room; look-ahead needs no scan, as the
 streams held by it are exactly the tail of the window heap.
 
@@ -45,6 +49,7 @@ import heapq
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from math import inf
 from typing import TypeAlias, cast, overload
 
 import numpy as np
@@ -59,6 +64,7 @@ from voxwire.engine.work import (
     End,
     EngineEvent,
     Failed,
+    Pause,
     SentenceBatch,
     SentenceItem,
     SentenceOutput,
@@ -67,7 +73,8 @@ from voxwire.engine.work import (
 )
 
 FIRST_WINDOW_FRAMES = 32
-"""A stream's very first window: small, so that its first audio comes sooner."""
+"""A stream's very first window by default: small, so that its first audio comes sooner (a stream may ask
+for another size, ``StreamSpec.first_window_frames``)."""
 STEADY_WINDOW_FRAMES = 64
 """Windows after the first: larger, as a step decodes more audio per unit of overhead."""
 LARGE_WINDOW_FRAMES = 128
@@ -98,12 +105,16 @@ class SchedulerConfig:
     """Throughput is measured over roughly this much recent compute time."""
     workers: int = 1
     """Compute threads drawing from this scheduler: capacity is what one of them measures, times this."""
+    max_asap_streams: int = 8
+    """Most ``asap`` streams open at once (they are not admitted by capacity)."""
 
     def __post_init__(self) -> None:
         if self.max_batch_windows < 1 or self.max_batch_sentences < 1:
             raise ValueError("batches need room for at least one item")
         if self.workers < 1:
             raise ValueError("a scheduler needs at least one worker")
+        if self.max_asap_streams < 0:
+            raise ValueError("max_asap_streams must be 0 or more")
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,14 @@ class StreamSpec:
     """Samples per latent frame of the voice."""
     params: SynthesisParams
     budget: AudioBudget | None = None
+    asap: bool = False
+    """Audio as fast as spare capacity allows, rather than paced to playback."""
+    first_window_frames: int = FIRST_WINDOW_FRAMES
+    """Latent frames of the stream's very first window."""
+
+    def __post_init__(self) -> None:
+        if self.first_window_frames < 1:
+            raise ValueError(f"first_window_frames must be >= 1, got {self.first_window_frames}")
 
 
 @dataclass(frozen=True)
@@ -128,6 +147,7 @@ class SchedulerStats:
     """Streams held because their connection has too much unsent audio."""
     capacity_streams: float
     """Streams the engine can keep in real time, from measured throughput (inf until measured)."""
+    asap_streams: int = 0
 
 
 @dataclass(slots=True)
@@ -139,15 +159,22 @@ class _Cursor:
     size: int
 
 
+@dataclass(slots=True)
+class _Silence:
+    """A pause still to hand out as windows of zeros: ``samples`` left of it."""
+
+    samples: int
+
+
 @dataclass(eq=False, slots=True)
 class _Stream:
     key: int
     spec: StreamSpec
     created_at: float
-    texts: deque[str | tuple[int, ...]] = field(default_factory=deque)
-    """Text segments to speak, and sentence pieces (ids) left from an earlier step, in order."""
-    latents: deque[_Cursor] = field(default_factory=deque)
-    """Latents whose windows are still to hand out, oldest first."""
+    texts: deque[str | tuple[int, ...] | Pause] = field(default_factory=deque)
+    """Text segments to speak, sentence pieces (ids) left from an earlier step, and pauses, in order."""
+    latents: deque[_Cursor | _Silence] = field(default_factory=deque)
+    """Latents (and pauses) whose windows are still to hand out, oldest first."""
     queued_frames: int = 0
     queued_samples: int = 0
     sentence_in_flight: bool = False
@@ -175,9 +202,18 @@ class _Stream:
         """Nothing queued and nothing in flight: once input has ended, the stream is complete."""
         return not (self.texts or self.latents or self.sentence_in_flight or self.windows_in_flight)
 
+    def next_text(self) -> str | tuple[int, ...]:
+        """The text at the front of the queue: never a pause, which goes to the windows as it gets there
+        (``Scheduler._queue_pauses``)."""
+        head = self.texts[0]
+        assert not isinstance(head, Pause), "a pause at the front of the text"
+        return head
+
     def take_window(self, large: bool) -> WindowItem:
         """The next window of the oldest latent: its first window as planned, then steady or large ones."""
         cursor = self.latents[0]
+        if isinstance(cursor, _Silence):
+            return self._take_silence(cursor)
         start = cursor.start
         size = LARGE_WINDOW_FRAMES if large and cursor.size == STEADY_WINDOW_FRAMES else cursor.size
         end = min(start + size, cursor.latent.frames)
@@ -191,9 +227,31 @@ class _Stream:
         self.samples_in_flight += samples
         return item
 
+    def _take_silence(self, silence: _Silence) -> WindowItem:
+        """At most a large window's worth of the pause: whole frames of it, and then the exact rest."""
+        hop = self.spec.hop_length
+        samples = min(silence.samples, LARGE_WINDOW_FRAMES * hop)
+        frames = -(-samples // hop)
+        silence.samples -= samples
+        if not silence.samples:
+            self.latents.popleft()
+        self.queued_frames -= frames
+        self.queued_samples -= samples
+        self.samples_in_flight += samples
+        return WindowItem(self.key, None, WindowSpec(0, frames), samples)
+
 
 _Entry: TypeAlias = tuple[int, float, int, int]
 """A heap entry: (started, when its audio is due, stream key, the stream's version when pushed)."""
+
+
+@dataclass(slots=True)
+class _Queues:
+    """The ready streams of one pace: windows by deadline, sentences by when their audio is due."""
+
+    windows: list[_Entry] = field(default_factory=list)
+    sentences: list[_Entry] = field(default_factory=list)
+    max_ahead_s: float = inf
 
 
 class Scheduler:
@@ -202,8 +260,9 @@ class Scheduler:
     def __init__(self, config: SchedulerConfig | None = None) -> None:
         self.config = config or SchedulerConfig()
         self._streams: dict[int, _Stream] = {}
-        self._window_heap: list[_Entry] = []
-        self._sentence_heap: list[_Entry] = []
+        self._realtime = _Queues(max_ahead_s=self.config.max_ahead_s)
+        self._asap = _Queues()
+        self._asap_streams = 0
         self._held: dict[AudioBudget, list[int]] = {}
         self._held_streams = 0
         self._queued_texts = 0
@@ -218,8 +277,11 @@ class Scheduler:
     def add_stream(self, key: int, spec: StreamSpec, now: float) -> None:
         if key in self._streams:
             raise ValueError(f"stream {key} is already scheduled")
+        if spec.asap and not self.admits_asap():
+            raise ValueError(f"no room for another asap stream (at most {self.config.max_asap_streams})")
         stream = _Stream(key, spec, created_at=now)
         self._streams[key] = stream
+        self._asap_streams += spec.asap
         self._refresh(stream)
 
     def add_text(self, key: int, text: str) -> None:
@@ -231,6 +293,19 @@ class Scheduler:
         if stream.input_ended:
             raise ValueError(f"text for stream {key} after its input ended")
         stream.texts.append(text)
+        self._queued_texts += 1
+        self._refresh(stream)
+
+    def add_pause(self, key: int, samples: int) -> None:
+        """Queue ``samples`` of silence after the stream's text so far; ignored once the stream is gone."""
+        if samples < 1:
+            raise ValueError(f"a pause needs at least one sample, got {samples}")
+        stream = self._streams.get(key)
+        if stream is None:
+            return
+        if stream.input_ended:
+            raise ValueError(f"a pause for stream {key} after its input ended")
+        stream.texts.append(Pause(samples))
         self._queued_texts += 1
         self._refresh(stream)
 
@@ -256,27 +331,31 @@ class Scheduler:
 
     # -- the decision ----------------------------------------------------------------------------------
 
-    def schedule(self, now: float) -> Batch | None:
-        """The batch to run now, or None when nothing is runnable."""
+    def schedule(self, now: float, *, asap: bool = True) -> Batch | None:
+        """The batch to run now, or None when nothing is runnable: realtime work first, then (unless
+        ``asap`` is False) asap work."""
         self._compact()
         self._release_held()
-        sentence = self._peek(self._sentence_heap)
-        window = self._peek_window(now)
-        if sentence is None and window is None:
-            return None
-        if window is None or (sentence is not None and sentence[:2] <= window[:2]):
-            return self._sentence_batch()
-        return self._window_batch(now)
+        realtime = self._batch_of(self._realtime, now)
+        return realtime if realtime is not None or not asap else self._batch_of(self._asap, now)
 
-    def next_wakeup(self, now: float) -> float | None:
-        """Seconds until a stream held back by look-ahead may run again (None: wait for new work)."""
-        if self._peek_window(now) is not None:
+    @property
+    def realtime_streams(self) -> int:
+        return len(self._streams) - self._asap_streams
+
+    def next_wakeup(self, now: float, *, asap: bool = True) -> float | None:
+        """Seconds until a stream held back by look-ahead may run again (None: wait for new work); with
+        ``asap`` False, for a caller that takes no asap work."""
+        realtime = self._realtime
+        if self._peek_window(realtime, now) is not None:
             return 0.0
-        if not self._window_heap:
+        if asap and self._peek_window(self._asap, now) is not None:
+            return 0.0
+        if not realtime.windows:
             return None
         # _peek_window stopped at a valid entry: the earliest deadline beyond its look-ahead.
-        _, due, _, _ = self._window_heap[0]
-        return max(0.001, due - self.config.max_ahead_s - now)
+        _, due, _, _ = realtime.windows[0]
+        return max(0.001, due - realtime.max_ahead_s - now)
 
     # -- results (the worker side) ---------------------------------------------------------------------
 
@@ -324,8 +403,12 @@ class Scheduler:
         return self._admission.capacity_streams()
 
     def admits(self, now: float) -> bool:
-        """Whether a new stream fits in the measured capacity (:mod:`voxwire.engine.admission`)."""
+        """Whether a new realtime stream fits in the measured capacity (:mod:`voxwire.engine.admission`)."""
         return self._admission.admits(now)
+
+    def admits_asap(self) -> bool:
+        """Whether another asap stream may open (they use spare capacity, up to ``max_asap_streams``)."""
+        return self._asap_streams < self.config.max_asap_streams
 
     def stats(self) -> SchedulerStats:
         return SchedulerStats(
@@ -334,53 +417,66 @@ class Scheduler:
             queued_windows=-(-self._queued_frames // STEADY_WINDOW_FRAMES),
             paused_streams=self._held_streams,
             capacity_streams=self.capacity_streams(),
+            asap_streams=self._asap_streams,
         )
 
     # -- batches ---------------------------------------------------------------------------------------
 
-    def _sentence_batch(self) -> SentenceBatch:
+    def _batch_of(self, queues: _Queues, now: float) -> Batch | None:
+        """The most urgent work of one pace: a sentence batch or a window batch, or None."""
+        sentence = self._peek(queues.sentences)
+        window = self._peek_window(queues, now)
+        if sentence is None and window is None:
+            return None
+        if window is None or (sentence is not None and sentence[:2] <= window[:2]):
+            return self._sentence_batch(queues.sentences)
+        return self._window_batch(queues, now)
+
+    def _sentence_batch(self, heap: list[_Entry]) -> SentenceBatch:
         """The most urgent sentence, and the next most urgent ones of its voice and about its length."""
-        lead = self._stream(heapq.heappop(self._sentence_heap))
+        lead = self._stream(heapq.heappop(heap))
         voice = lead.spec.voice
-        length = _ids_estimate(lead.texts[0])
+        length = _ids_estimate(lead.next_text())
         ratio = self.config.sentence_length_ratio
         items = [self._take_text(lead)]
         aside: list[_Entry] = []
         budget = 4 * self.config.max_batch_sentences  # entries looked at, so a decision stays O(k log n)
-        while len(items) < self.config.max_batch_sentences and budget and self._peek(self._sentence_heap):
+        while len(items) < self.config.max_batch_sentences and budget and self._peek(heap):
             budget -= 1
-            entry = heapq.heappop(self._sentence_heap)
+            entry = heapq.heappop(heap)
             stream = self._stream(entry)
             if (
                 stream.spec.voice == voice
-                and length / ratio <= _ids_estimate(stream.texts[0]) <= length * ratio
+                and length / ratio <= _ids_estimate(stream.next_text()) <= length * ratio
             ):
                 items.append(self._take_text(stream))
             else:
                 aside.append(entry)
         for entry in aside:
-            heapq.heappush(self._sentence_heap, entry)
+            heapq.heappush(heap, entry)
         return SentenceBatch(voice, tuple(items))
 
     def _take_text(self, stream: _Stream) -> SentenceItem:
-        text = stream.texts.popleft()
+        text = stream.next_text()
+        stream.texts.popleft()
         self._queued_texts -= 1
         stream.sentence_in_flight = True
         stream.version += 1  # out of both heaps while its sentence is in flight; update re-indexes it
         return SentenceItem(stream.key, text, stream.spec.params)
 
-    def _window_batch(self, now: float) -> WindowBatch:
+    def _window_batch(self, queues: _Queues, now: float) -> WindowBatch:
         """Most urgent windows first; a stream may give several windows while it stays within look-ahead.
 
         A stream that has produced no audio gives only its first window: that is enough to get audio out."""
         max_items = self.config.max_batch_windows
+        heap = queues.windows
         chosen: list[_Stream] = []
         aside: list[_Entry] = []
         voice: str | None = None
         looks = 4 * max_items  # entries looked at, so a decision stays O(k log n)
-        while len(chosen) < max_items and looks and self._peek_window(now) is not None:
+        while len(chosen) < max_items and looks and self._peek_window(queues, now) is not None:
             looks -= 1
-            entry = heapq.heappop(self._window_heap)
+            entry = heapq.heappop(heap)
             stream = self._stream(entry)
             if voice is None or stream.spec.voice == voice:
                 voice = stream.spec.voice
@@ -388,7 +484,7 @@ class Scheduler:
             else:
                 aside.append(entry)
         for entry in aside:
-            heapq.heappush(self._window_heap, entry)
+            heapq.heappush(heap, entry)
         assert voice is not None, "a window batch is made only when a window is ready"
         items: list[WindowItem] = []
         for stream in chosen:
@@ -397,7 +493,7 @@ class Scheduler:
             next_round: list[_Stream] = []
             for stream in chosen:
                 large = stream.first_audio_at is not None and (
-                    stream.deadline() - now >= self.config.large_window_ahead_s
+                    stream.spec.asap or stream.deadline() - now >= self.config.large_window_ahead_s
                 )
                 item = stream.take_window(large)
                 items.append(item)
@@ -405,7 +501,7 @@ class Scheduler:
                 self._queued_frames -= item.spec.frames
                 if len(items) == max_items:
                     break
-                if stream.latents and stream.started and self._room_ahead(stream, now):
+                if stream.latents and stream.started and self._room_ahead(stream, queues, now):
                     next_round.append(stream)
             chosen = next_round
             if not chosen or len(items) == max_items:
@@ -413,11 +509,11 @@ class Scheduler:
 
         return WindowBatch(voice, tuple(items))
 
-    def _room_ahead(self, stream: _Stream, now: float) -> bool:
+    def _room_ahead(self, stream: _Stream, queues: _Queues, now: float) -> bool:
         """Whether the stream stays within its look-ahead with its windows in flight counted too."""
         in_flight_s = (stream.produced_samples + stream.samples_in_flight) / stream.spec.sample_rate
         assert stream.first_audio_at is not None
-        return stream.first_audio_at + in_flight_s - now < self.config.max_ahead_s
+        return stream.first_audio_at + in_flight_s - now < queues.max_ahead_s
 
     # -- results ---------------------------------------------------------------------------------------
 
@@ -437,9 +533,9 @@ class Scheduler:
 
     def _plan_windows(self, stream: _Stream, latent: Latent) -> None:
         """Queue a latent's windows, cut as they are taken (as ``plan_windows`` cuts them): the stream's
-        very first window small, all others steady."""
+        very first window small (``first_window_frames``), all others steady."""
         first_of_stream = not stream.started and not stream.latents and not stream.windows_in_flight
-        first = FIRST_WINDOW_FRAMES if first_of_stream else STEADY_WINDOW_FRAMES
+        first = stream.spec.first_window_frames if first_of_stream else STEADY_WINDOW_FRAMES
         stream.latents.append(_Cursor(latent, 0, first))
         stream.queued_frames += latent.frames
         stream.queued_samples += latent.frames * stream.spec.hop_length
@@ -480,30 +576,50 @@ class Scheduler:
     def _refresh(self, stream: _Stream) -> None:
         """Re-index a stream after any change: fresh heap entries where it is ready, admission counts."""
         stream.version += 1
+        self._queue_pauses(stream)
+        queues = self._asap if stream.spec.asap else self._realtime
         if stream.latents and not stream.held:
             entry = (stream.started, stream.deadline(), stream.key, stream.version)
-            heapq.heappush(self._window_heap, entry)
+            heapq.heappush(queues.windows, entry)
         if (
             stream.texts
             and not stream.sentence_in_flight
             and stream.queued_frames <= self.config.sentence_lead_frames
         ):
             due = stream.deadline() + stream.queued_samples / stream.spec.sample_rate
-            heapq.heappush(self._sentence_heap, (stream.started, due, stream.key, stream.version))
+            heapq.heappush(queues.sentences, (stream.started, due, stream.key, stream.version))
+        if stream.spec.asap:
+            return
         if stream.idle():
             self._admission.idle(stream.key, stream.deadline())
         else:
             self._admission.working(stream.key)
 
+    def _queue_pauses(self, stream: _Stream) -> None:
+        """Pauses at the front of the text go behind the stream's latents: they need no sentence stage,
+        only their turn (once the sentence before them has its latent)."""
+        texts = stream.texts
+        while texts and isinstance(texts[0], Pause) and not stream.sentence_in_flight:
+            pause = texts.popleft()
+            assert isinstance(pause, Pause)
+            self._queued_texts -= 1
+            frames = -(-pause.samples // stream.spec.hop_length)
+            stream.latents.append(_Silence(pause.samples))
+            stream.queued_frames += frames
+            stream.queued_samples += pause.samples
+            self._queued_frames += frames
+
     def _compact(self) -> None:
         """Drop stale entries once they outnumber the live ones: the heaps stay O(streams)."""
-        for heap in (self._window_heap, self._sentence_heap):
+        queues = (self._realtime, self._asap)
+        for heap in [heap for q in queues for heap in (q.windows, q.sentences)]:
             if len(heap) > 64 + 4 * len(self._streams):
                 heap[:] = [entry for entry in heap if self._valid(entry)]
                 heapq.heapify(heap)
 
     def _remove(self, stream: _Stream) -> None:
         del self._streams[stream.key]
+        self._asap_streams -= stream.spec.asap
         self._queued_texts -= len(stream.texts)
         self._queued_frames -= stream.queued_frames
         if stream.held:
@@ -528,13 +644,13 @@ class Scheduler:
             heapq.heappop(heap)
         return heap[0] if heap else None
 
-    def _peek_window(self, now: float) -> _Entry | None:
-        """The most urgent window-ready entry, left in the heap; streams whose budget is exhausted are held
-        on the way. None when the most urgent stream left is beyond its look-ahead (and so are all after
-        it). One loop with no helper calls: it runs once per window of every batch."""
-        heap = self._window_heap
+    def _peek_window(self, queues: _Queues, now: float) -> _Entry | None:
+        """The most urgent window-ready entry of one pace, left in its heap; streams whose budget is
+        exhausted are held on the way. None when the most urgent stream left is beyond its look-ahead (and
+        so are all after it). One loop with no helper calls: it runs once per window of every batch."""
+        heap = queues.windows
         streams = self._streams
-        max_ahead = self.config.max_ahead_s
+        max_ahead = queues.max_ahead_s
         while heap:
             entry = heap[0]
             started, due, key, version = entry

@@ -38,12 +38,20 @@ class SentenceOutput:
     rest: list[tuple[int, ...]] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Silence in a stream's text (a ``<break>``): exactly ``samples`` of it at the voice's rate."""
+
+    samples: int
+
+
 @dataclass(slots=True)
 class WindowItem:
-    """The frames ``spec`` of ``latent`` to decode: ``samples`` of audio at the voice's rate."""
+    """The frames ``spec`` of ``latent`` to decode: ``samples`` of audio at the voice's rate. A window of
+    silence (a pause) has no latent: it is ``samples`` zeros, made without the voice."""
 
     stream: int
-    latent: Latent
+    latent: Latent | None
     spec: WindowSpec
     samples: int
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -34,7 +35,14 @@ from voxwire.engine.errors import EngineBroken, Overloaded, UnknownVoice
 from voxwire.engine.handle import StreamHandle
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.memory import release_free_memory
-from voxwire.engine.scheduler import Scheduler, SchedulerConfig, SchedulerStats, StreamSpec
+from voxwire.engine.scheduler import (
+    FIRST_WINDOW_FRAMES,
+    LARGE_WINDOW_FRAMES,
+    Scheduler,
+    SchedulerConfig,
+    SchedulerStats,
+    StreamSpec,
+)
 from voxwire.engine.voice import Voice, VoiceInfo
 from voxwire.engine.work import Audio, Batch, EngineEvent, Failed, SentenceBatch, SentenceOutput, WindowBatch
 
@@ -123,25 +131,54 @@ class EngineWorker:
         with self._lock:
             return self._scheduler.stats()
 
+    def first_window_bounds_ms(self) -> tuple[int, int, int]:
+        """The smallest, default and largest first window of the default voice, in milliseconds of audio:
+        from its smallest decoding shape to a large window."""
+        model = self._voices[self.default_voice]
+        frame_ms = model.hop_length * 1000 / model.info.sample_rate
+        smallest = math.ceil(model.window_sizes[0] * frame_ms)
+        return smallest, round(FIRST_WINDOW_FRAMES * frame_ms), math.floor(LARGE_WINDOW_FRAMES * frame_ms)
+
+    def first_window_frames(self, voice: str, ms: int) -> int:
+        """The first window nearest ``ms`` of a voice's audio, in latent frames, within its bounds."""
+        model = self._voices[voice]
+        frames = round(ms * model.info.sample_rate / (1000 * model.hop_length))
+        return min(max(frames, model.window_sizes[0]), LARGE_WINDOW_FRAMES)
+
     # -- the session side (loop thread) ----------------------------------------------------------------
 
     def open_stream(
-        self, voice: str | None = None, speed: float = 1.0, budget: AudioBudget | None = None
+        self,
+        voice: str | None = None,
+        speed: float = 1.0,
+        budget: AudioBudget | None = None,
+        *,
+        asap: bool = False,
+        first_window_frames: int = FIRST_WINDOW_FRAMES,
     ) -> StreamHandle:
-        """A new stream; raises ``UnknownVoice``, or ``Overloaded`` when the engine is at capacity."""
+        """A new stream; raises ``UnknownVoice``, or ``Overloaded`` when the engine is at capacity (for an
+        ``asap`` stream: at its limit of asap streams).
+
+        ``asap``: audio as fast as spare capacity allows; ``first_window_frames``: latent frames of the
+        stream's first window (smaller: sooner first audio, in a smaller first chunk)."""
         voice_id = voice or self.default_voice
         model = self._voices.get(voice_id)
         if model is None:
             raise UnknownVoice(f"unknown voice {voice_id!r}; this server has {sorted(self._voices)}")
         defaults = model.default_params
         params = SynthesisParams(defaults.noise_scale, defaults.noise_w, defaults.length_scale / speed)
-        spec = StreamSpec(voice_id, model.info.sample_rate, model.hop_length, params, budget)
+        spec = StreamSpec(
+            voice_id, model.info.sample_rate, model.hop_length, params, budget, asap, first_window_frames
+        )
         key = next(self._keys)
         with self._lock:
             if self.stopped_because is not None:
                 raise Overloaded("the engine has stopped; this server is shutting down")
             now = self._clock()
-            if not self._scheduler.admits(now):
+            if asap and not self._scheduler.admits_asap():
+                limit = self._scheduler.config.max_asap_streams
+                raise Overloaded(f"this server's {limit} asap streams are all in use; retry shortly")
+            if not asap and not self._scheduler.admits(now):
                 raise Overloaded("the server is at capacity; retry shortly")
             self._scheduler.add_stream(key, spec, now)
         handle = StreamHandle(self, key, model.info.sample_rate, budget)
@@ -151,6 +188,12 @@ class EngineWorker:
     def add_text(self, key: int, text: str) -> None:
         with self._lock:
             self._scheduler.add_text(key, text)
+            self._lock.notify()
+
+    def add_pause(self, key: int, samples: int) -> None:
+        """Queue ``samples`` of silence (at the voice's rate) after the stream's text so far."""
+        with self._lock:
+            self._scheduler.add_pause(key, samples)
             self._lock.notify()
 
     def end_input(self, key: int) -> None:
@@ -246,12 +289,15 @@ class EngineWorker:
             with self._lock:
                 if self._stopping:
                     return None
-                batch = self._scheduler.schedule(self._clock())
+                # With realtime streams open, the first thread keeps off asap work: a new stream's first
+                # audio then never waits behind a long asap step on every thread.
+                asap = index > 0 or self.workers == 1 or not self._scheduler.realtime_streams
+                batch = self._scheduler.schedule(self._clock(), asap=asap)
                 if batch is not None:
                     return batch
                 release_in = self._release_in() if index == 0 else None
                 if release_in is None or release_in > 0:
-                    wakeup = self._scheduler.next_wakeup(self._clock())
+                    wakeup = self._scheduler.next_wakeup(self._clock(), asap=asap)
                     timeouts = [t for t in (wakeup, release_in) if t is not None]
                     self._lock.wait(timeout=min(timeouts) if timeouts else None)
                     continue
@@ -349,8 +395,12 @@ class EngineWorker:
         log.warning("engine stream %d: the voice has no phoneme for %s; left out", stream, shown)
 
     def _decode(self, batch: WindowBatch) -> list[np.ndarray]:
-        voice = self._voices[batch.voice]
-        return voice.decode_windows([(item.latent, item.spec) for item in batch.items])
+        """PCM of each window: the voice decodes latents in one call; pauses are zeros."""
+        jobs = [(item.latent, item.spec) for item in batch.items if item.latent is not None]
+        decoded = iter(self._voices[batch.voice].decode_windows(jobs) if jobs else [])
+        return [
+            np.zeros(item.samples, np.int16) if item.latent is None else next(decoded) for item in batch.items
+        ]
 
 
 def _out_of_memory(error: BaseException) -> bool:

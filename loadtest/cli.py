@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from voxwire.protocol import Pace
+
 from .config import LoadConfig, TokenPlacement
 from .corpus import BUILTIN_REPLIES, read_texts
 from .runner import run_load
@@ -80,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--sample-rate", type=int, metavar="R", help="sample rate to ask for (default: the voice's)")
     add("--voice", help="voice to ask for (default: the server's)")
     add(
+        "--pace",
+        choices=[pace.value for pace in Pace],
+        help="start.pace of every stream: realtime (paced to playback) or asap (default: the server's)",
+    )
+    add(
         "--grace", type=float, default=10.0, metavar="SECONDS", help="wait for streams in flight (default 10)"
     )
     add(
@@ -112,6 +119,7 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
         seed=args.seed,
         sample_rate=args.sample_rate,
         voice=args.voice,
+        pace=None if args.pace is None else Pace(args.pace),
         grace_s=args.grace,
         stream_timeout_s=args.stream_timeout,
     )

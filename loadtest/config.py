@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
-from voxwire.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from voxwire.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Pace
 
 from .corpus import BUILTIN_REPLIES
 
@@ -47,6 +47,8 @@ class LoadConfig:
     seed: int = 0
     sample_rate: int | None = None
     voice: str | None = None
+    pace: Pace | None = None
+    """Each stream's `start.pace` (None: the server's default, realtime)."""
     grace_s: float = 10.0
     stream_timeout_s: float = 30.0
     """A stream that hears nothing from the server for this long after its last frame is given up."""

@@ -14,7 +14,18 @@ from typing import Any
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
-from voxwire.protocol import Chunk, ClientFrame, Done, Error, Hello, ServerFrame, Start, decode_server, encode
+from voxwire.protocol import (
+    Chunk,
+    ClientFrame,
+    Done,
+    Encoding,
+    Error,
+    Hello,
+    ServerFrame,
+    Start,
+    decode_server,
+    encode,
+)
 
 RECV_TIMEOUT_S = 120.0
 
@@ -26,6 +37,9 @@ class StreamResult:
     errors: list[Error] = field(default_factory=list)
 
     def pcm(self) -> np.ndarray:
+        """The stream's audio so far, for PCM16 chunks (the default encoding)."""
+        if any(c.encoding not in (None, Encoding.PCM16) for c in self.chunks):
+            raise ValueError("pcm() reads PCM16 chunks only; read chunk.audio for other encodings")
         return (
             np.concatenate([np.frombuffer(c.audio, "<i2") for c in self.chunks])
             if self.chunks

@@ -158,6 +158,26 @@ class SentenceSegmenter:
         self._compact()
         return segments
 
+    def cut(self) -> list[str]:
+        """Return what is buffered up to its last clause boundary, or else its last word boundary, now (the
+        stream has waited long enough for a sentence end); the rest, a word that may still be arriving,
+        stays buffered. Nothing when the buffer holds a single word."""
+        self._skip_leading_space()
+        text, start = self._text, self._start
+        word = clause = -1
+        for i in range(len(text) - 1, start, -1):
+            if text[i].isspace():
+                word = max(word, i)
+                if text[i - 1] in _CLAUSE_MARKS:
+                    clause = i
+                    break
+        at = clause if clause != -1 else word
+        if at == -1:
+            return []
+        segments = self._take(at)
+        self._compact()
+        return segments
+
     def flush(self) -> list[str]:
         """Return everything buffered as segment(s) now, even mid-sentence; the buffer is empty afterwards."""
         segments = self._advance(at_end=True)

@@ -42,6 +42,8 @@ class Settings:
     """Audio made but not yet sent, per connection; above it that connection's generation pauses."""
     max_ahead_ms: int = 2000
     """How far a stream's audio may run ahead of its playback clock before others go first."""
+    max_asap_streams: int = 8
+    """Most ``asap`` streams (``start.pace``: audio as fast as spare capacity allows) open at once."""
     max_batch: int = 0
     """Most windows (or sentences) in one engine batch; 0: 8 on a GPU, 1 on a CPU (where a batch costs as
     much as its items run one by one, and only makes each step longer)."""
@@ -79,6 +81,7 @@ class Settings:
             max_ahead_s=self.max_ahead_ms / 1000,
             allow_raw_phonemes=self.allow_raw_phonemes,
             max_sentence_ids=self.max_sentence_ids,
+            max_asap_streams=self.max_asap_streams,
         )
 
 

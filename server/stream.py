@@ -1,7 +1,8 @@
 """One stream (utterance) on a connection: text in, sentences to the engine, chunks out in order.
 
-The receiver calls ``add_text``/``cancel``/``fail``; the stream's own task reads the engine's audio, resamples
-it to the stream's rate, and queues ``chunk`` frames, then exactly one ``done``. A stream ends one of two
+The receiver calls ``add_text``/``cancel``/``fail``; text goes through the break parser (pauses) and the
+sentence segmenter to the engine; the stream's own task reads the engine's audio, resamples it to the
+stream's rate, encodes it, and queues ``chunk`` frames, then exactly one ``done``. A stream ends one of two
 ways: it completes (``done`` behind its last chunk), or it is aborted by a cancel or a failure (``done`` on
 the outbox's control lane at once, whatever audio of the stream is queued dropped).
 """
@@ -19,7 +20,9 @@ import soxr
 
 from voxwire.engine.errors import EngineError
 from voxwire.engine.handle import StreamHandle
-from voxwire.protocol import Chunk, Done, DoneReason, Error, ErrorCode, encode
+from voxwire.protocol import Chunk, Done, DoneReason, Encoding, Error, ErrorCode, encode
+from voxwire.server.breaks import BreakError, BreakParser
+from voxwire.server.encodings import encode_audio
 from voxwire.server.metrics import Metrics
 from voxwire.server.outbox import Outbox
 from voxwire.server.segmenter import SentenceSegmenter
@@ -30,6 +33,17 @@ LOW_AUDIO_S = 1.0
 """A listener with less audio than this left to play gets the sentence still arriving cut at its next clause
 boundary (``,`` ``;`` ``:`` dashes), rather than waiting for the sentence's end: a short first sentence
 ("Let me think.") followed by a long one fed at LLM speed otherwise leaves a gap in the speech."""
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """What a stream's ``start`` asked for beyond voice, rate and speed."""
+
+    encoding: Encoding | None = None
+    """How chunks carry audio; None: PCM16, with no ``encoding`` field on chunks (as before it existed)."""
+    max_buffer_delay_s: float | None = None
+    """How long text may wait for a sentence end before what is buffered is spoken at a clause or word
+    boundary; None: as long as it takes (the segmenter's own rules)."""
 
 
 @dataclass
@@ -59,8 +73,10 @@ class StreamSession:
         segmenter: SentenceSegmenter,
         metrics: Metrics,
         on_end: Callable[[StreamSession], None],
+        options: StreamOptions | None = None,
     ) -> None:
         self.stream_id = stream_id
+        self.options = options or StreamOptions()
         self.sample_rate = sample_rate
         self._engine = engine
         self._outbox = outbox
@@ -72,6 +88,10 @@ class StreamSession:
             if sample_rate == engine.sample_rate
             else soxr.ResampleStream(engine.sample_rate, sample_rate, 1, dtype="int16", quality="HQ")
         )
+        self._breaks = BreakParser()
+        self._encoding = self.options.encoding or Encoding.PCM16
+        self._buffer_timer: asyncio.TimerHandle | None = None
+        """Fires ``max_buffer_delay_s`` after text began to wait for a sentence end."""
         self.counters = StreamCounters()
         self.ended: DoneReason | None = None
         """Why the stream ended, once its ``done`` is queued; None while it runs."""
@@ -89,20 +109,63 @@ class StreamSession:
     # -- receiver side -----------------------------------------------------------------------------------
 
     def add_text(self, text: str, *, final: bool, flush: bool) -> None:
+        """The client's next text: sentences to the engine as they complete, pauses in their place; a
+        malformed break tag fails the stream with ``invalid_field``."""
         if self.ended is not None:
             return
         if self.counters.first_text_at is None and text:
             self.counters.first_text_at = time.perf_counter()
         self.counters.chars += len(text)
-        segments = self._segmenter.push(text)
+        try:
+            parts = self._breaks.push(text)
+            if flush or final:
+                parts += self._breaks.end()
+        except BreakError as error:
+            self.fail(ErrorCode.INVALID_FIELD, f"text: {error}")
+            return
+        segments: list[str] = []
+        for part in parts:
+            if isinstance(part, str):
+                segments += self._segmenter.push(part)
+            else:  # a pause: what came before it is spoken whole, then the silence
+                self._speak(segments + self._segmenter.flush())
+                segments = []
+                self._engine.add_pause(part)
         if flush or final:
             segments += self._segmenter.flush()
         elif self._audio_left_s() < LOW_AUDIO_S:
             segments += self._segmenter.allow_fragment()
-        for segment in segments:
-            self._engine.add_text(segment)
+        self._speak(segments)
         if final:
             self._engine.end_input()
+        self._watch_buffer(restart=bool(segments))
+
+    def _speak(self, segments: list[str]) -> None:
+        for segment in segments:
+            self._engine.add_text(segment)
+
+    def _watch_buffer(self, *, restart: bool) -> None:
+        """Keep a timer on text waiting for a sentence end (``max_buffer_delay_s``), from when it began to
+        wait: restarted when a segment went out, stopped when nothing waits."""
+        delay = self.options.max_buffer_delay_s
+        if delay is None:
+            return
+        waiting = self._segmenter.buffered_chars > 0 and self.ended is None
+        if self._buffer_timer is not None and (restart or not waiting):
+            self._buffer_timer.cancel()
+            self._buffer_timer = None
+        if waiting and self._buffer_timer is None:
+            loop = asyncio.get_running_loop()
+            self._buffer_timer = loop.call_later(delay, self._buffer_delay_over)
+
+    def _buffer_delay_over(self) -> None:
+        """Text waited ``max_buffer_delay_s`` for a sentence end: speak it up to a clause or word boundary."""
+        self._buffer_timer = None
+        if self.ended is not None:
+            return
+        segments = self._segmenter.cut()
+        self._speak(segments)
+        self._watch_buffer(restart=True)
 
     def _audio_left_s(self) -> float:
         """Audio the listener has yet to play of what was made, by a playback clock that starts with the
@@ -158,7 +221,8 @@ class StreamSession:
             seq=counters.chunks,
             offset=counters.samples,
             sample_rate=self.sample_rate,
-            audio=pcm.astype("<i2", copy=False).tobytes(),
+            audio=encode_audio(pcm, self._encoding),
+            encoding=self.options.encoding,
         )
         counters.chunks += 1
         counters.samples += len(pcm)
@@ -193,6 +257,9 @@ class StreamSession:
 
     def _end(self, reason: DoneReason, chunks: int, samples: int) -> None:
         self.ended = reason
+        if self._buffer_timer is not None:
+            self._buffer_timer.cancel()
+            self._buffer_timer = None
         ttfa_s = self.counters.ttfa_s
         ttfa_ms = None if ttfa_s is None else round(ttfa_s * 1000, 1)
         done = encode(

@@ -5,6 +5,7 @@ import pytest
 from voxwire.loadtest.cli import build_parser, config_from_args
 from voxwire.loadtest.config import ConnectionPlan, LoadConfig, TokenPlacement, plan_connections
 from voxwire.loadtest.corpus import BUILTIN_REPLIES
+from voxwire.protocol import Pace
 
 URL = "ws://127.0.0.1:8000/v1/ws"
 
@@ -78,7 +79,7 @@ def test_cli_arguments_map_onto_the_config(tmp_path):
                 "0.25",
             ),
             *("--jitter-ms", "80", "--token", "t0k", "--token-in", "query", "--seed", "9", "--sample-rate"),
-            *("16000", "--voice", "joe", "--grace", "3", "--stream-timeout", "7"),
+            *("16000", "--voice", "joe", "--grace", "3", "--stream-timeout", "7", "--pace", "asap"),
         ]
     )
     assert config_from_args(args) == LoadConfig(
@@ -97,6 +98,7 @@ def test_cli_arguments_map_onto_the_config(tmp_path):
         seed=9,
         sample_rate=16000,
         voice="joe",
+        pace=Pace.ASAP,
         grace_s=3.0,
         stream_timeout_s=7.0,
     )

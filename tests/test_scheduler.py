@@ -382,7 +382,7 @@ def test_stale_index_entries_do_not_pile_up() -> None:
     for step in range(2_000):
         windows(sched, float(step))
         sched.add_text(1, "More.")  # every change re-indexes the stream
-    assert len(sched._window_heap) + len(sched._sentence_heap) <= 64 + 8 * len(sched)
+    assert len(sched._realtime.windows) + len(sched._realtime.sentences) <= 64 + 8 * len(sched)
 
 
 def test_a_stream_with_work_in_flight_waits_for_its_results_before_more_is_scheduled() -> None:

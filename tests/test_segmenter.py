@@ -406,3 +406,20 @@ def test_any_text_gives_the_same_segments_however_it_is_pieced(tokens: list[str]
         assert 0 < len(s) <= config.max_segment_chars
         assert any(char.isalnum() for char in s)
     assert [c for s in whole for c in s if c.isalnum()] == [c for c in text if c.isalnum()]
+
+
+def test_cut_speaks_up_to_the_last_clause_boundary_else_the_last_word() -> None:
+    seg = SentenceSegmenter(SegmenterConfig(first_fragment_min_chars=1000))
+    assert seg.push("Well, I was thinking that we could go") == []
+    assert seg.cut() == ["Well,"]  # a clause boundary first
+    assert seg.cut() == ["I was thinking that we could"]  # then words; "go" may still be arriving
+    assert seg.cut() == []  # a single word waits
+    assert seg.push(" home. Yes") == ["go home."]
+    assert seg.flush() == ["Yes"]
+
+
+def test_cut_of_an_empty_or_blank_buffer_gives_nothing() -> None:
+    seg = SentenceSegmenter()
+    assert seg.cut() == []
+    seg.push("   ")
+    assert seg.cut() == [] and seg.buffered_chars == 0

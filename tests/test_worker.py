@@ -409,3 +409,34 @@ async def test_workers_run_their_batches_at_the_same_time() -> None:
         assert len(await read_all(stream)) == 50 * HOP
     assert not both_inside.broken
     await worker.stop()
+
+
+async def test_a_pause_is_exact_silence_between_the_audio_of_its_neighbours() -> None:
+    voice = FakeVoice()
+    worker = await started(voice, max_ahead_s=1e9, max_batch_windows=4)
+    stream = worker.open_stream()
+    stream.add_text("one two")
+    stream.add_pause(0.5)  # 500 samples at the fake voice's 1000 Hz
+    stream.add_text("three")
+    stream.end_input()
+    expected = np.concatenate([expected_frames(2), np.zeros(500, np.int16), expected_frames(1)])
+    np.testing.assert_array_equal(await read_all(stream), expected)
+    assert sum(voice.window_batches) == 2  # one window per sentence: the silence never reached the voice
+    await worker.stop()
+
+
+async def test_asap_streams_have_their_own_limit_and_ignore_capacity() -> None:
+    worker = await started(FakeVoice(), max_asap_streams=1)
+    worker._scheduler.record_step(busy_s=2.0, audio_s=1.0)  # as if measured: 0.5x real time
+    busy = worker.open_stream(budget=AudioBudget(limit_s=0.0))
+    busy.add_text("one two three")
+    with pytest.raises(Overloaded, match="capacity"):
+        worker.open_stream()
+    fast = worker.open_stream(asap=True)  # spare capacity only: not refused for capacity
+    with pytest.raises(Overloaded, match="asap"):
+        worker.open_stream(asap=True)
+    fast.add_text("four five")
+    fast.end_input()
+    np.testing.assert_array_equal(await read_all(fast), expected_frames(2))
+    worker.open_stream(asap=True).cancel()  # its slot is free again
+    await worker.stop()

@@ -17,7 +17,7 @@ def assert_contiguous(result: StreamResult) -> None:
     for seq, chunk in enumerate(result.chunks):
         assert chunk.seq == seq
         assert chunk.offset == offset
-        offset += len(chunk.audio) // 2
+        offset += chunk.samples
     assert result.done.chunks == len(result.chunks)
     assert result.done.samples == offset
 
