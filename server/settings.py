@@ -45,8 +45,8 @@ class Settings:
     max_asap_streams: int = 8
     """Most ``asap`` streams (``start.pace``: audio as fast as spare capacity allows) open at once."""
     max_batch: int = 0
-    """Most windows (or sentences) in one engine batch; 0: 8 on a GPU, 1 on a CPU (where a batch costs as
-    much as its items run one by one, and only makes each step longer)."""
+    """Most windows (and sentences) in one engine batch; 0: 256 windows and 64 sentences on a GPU, 1 on a
+    CPU (where a batch costs as much as its items run one by one, and only makes each step longer)."""
     shutdown_grace_s: float = 10.0
     """On SIGTERM, streams in progress get this long to finish before they are cancelled."""
     first_fragment_chars: int = 40

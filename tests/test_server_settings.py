@@ -7,7 +7,7 @@ import argparse
 import pytest
 import torch
 
-from voxwire.engine.build import GPU_MAX_BATCH, default_max_batch
+from voxwire.engine.build import GPU_MAX_BATCH_SENTENCES, GPU_MAX_BATCH_WINDOWS, default_max_batch
 from voxwire.server.settings import add_arguments, build_settings
 
 
@@ -59,5 +59,6 @@ def test_bad_values_are_refused_with_the_setting_named(argv: tuple[str, ...], me
 
 
 def test_batches_default_to_one_item_on_a_cpu_and_more_on_a_gpu() -> None:
-    assert default_max_batch(torch.device("cpu")) == 1
-    assert default_max_batch(torch.device("cuda", 0)) == GPU_MAX_BATCH > 1
+    assert default_max_batch(torch.device("cpu")) == (1, 1)
+    assert default_max_batch(torch.device("cuda", 0)) == (GPU_MAX_BATCH_WINDOWS, GPU_MAX_BATCH_SENTENCES)
+    assert GPU_MAX_BATCH_WINDOWS > 1 and GPU_MAX_BATCH_SENTENCES > 1
