@@ -6,11 +6,18 @@ before the next. A reader task decodes every message and hands it to the connect
 
 Every wait is bounded: a connection attempt by `connect_timeout_s`, a stream by `stream_timeout_s` of
 silence and by the run's hard end (`duration_s + grace_s`). A lost connection is counted and reopened
-(with backoff) until the load ends; so is a failed attempt.
+(with jittered backoff) until the load ends; so is a failed attempt.
+
+Retries, as protocol v1 asks of clients: after the server's `draining` notice a connection starts nothing
+more; once its streams in flight have ended it closes and a new connection takes over at once (behind a
+load balancer, on another server). A reply whose `start` was refused with `shutting_down`, or went
+unanswered until the drain's close, is spoken again on the new connection; after an `overloaded` refusal
+the slot waits a jittered backoff before it speaks again.
 """
 
 import asyncio
 import contextlib
+import enum
 import math
 import random
 from collections.abc import Iterator
@@ -20,7 +27,17 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from voxwire.protocol import Cancel, ClientFrame, ProtocolError, Start, Text, decode_server, encode
+from voxwire.protocol import (
+    Cancel,
+    ClientFrame,
+    Draining,
+    ErrorCode,
+    ProtocolError,
+    Start,
+    Text,
+    decode_server,
+    encode,
+)
 
 from .config import ConnectionPlan, LoadConfig, TokenPlacement
 from .progress import ProgressSnapshot
@@ -34,6 +51,22 @@ CLOSE_TIMEOUT_S = 2.0
 SPEECH_CHARS_PER_S = 15.0
 """A rough speaking rate, to guess when a stream's audio ends (for the moment of a barge-in)."""
 RECONNECT_DELAYS_S = (0.5, 1.0, 2.0, 5.0)
+"""Waits before reopening a lost connection, each scaled by a random factor in `JITTER` (a thundering
+herd of clients would otherwise come back in step)."""
+OVERLOADED_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
+"""A slot's waits after consecutive `overloaded` refusals (jittered too)."""
+JITTER = (0.5, 1.5)
+
+
+class SessionEnd(enum.Enum):
+    """How a connection's session ended."""
+
+    DONE = "done"
+    """The load is over."""
+    LOST = "lost"
+    """The connection failed or the server closed it: reopen with backoff."""
+    DRAINED = "drained"
+    """The server sent `draining`; the streams in flight have ended: reopen at once (elsewhere)."""
 
 
 @dataclass
@@ -91,10 +124,18 @@ class Slot:
     start_s: float
     rng: random.Random
     spoken: int = 0
+    pending: str | None = None
+    """A reply to speak again: its `start` was refused or unanswered in a drain."""
+    refusals: int = 0
+    """Consecutive `overloaded` refusals."""
 
     @classmethod
     def seeded(cls, index: int, start_s: float, seed: int) -> "Slot":
         return cls(index, start_s, random.Random(f"{seed}/{index}"))
+
+
+def _jittered(delay_s: float) -> float:
+    return delay_s * random.uniform(*JITTER)
 
 
 async def run_connection(ctx: RunContext, plan: ConnectionPlan) -> None:
@@ -112,14 +153,17 @@ async def run_connection(ctx: RunContext, plan: ConnectionPlan) -> None:
             ctx.result.connections_opened += 1
             session = ConnectionSession(ctx, plan.index, ws, slots)
             try:
-                lost = await session.run()
+                end = await session.run()
             finally:
                 await ws.close()
-            if not lost:
+            if end is SessionEnd.DONE:
                 return
+            if end is SessionEnd.DRAINED:
+                delays = _reconnect_delays()
+                continue
             if session.streams_completed:
                 delays = _reconnect_delays()
-        await _sleep_until(ctx, min(ctx.now() + next(delays), ctx.load_end_s))
+        await _sleep_until(ctx, min(ctx.now() + _jittered(next(delays)), ctx.load_end_s))
 
 
 def _reconnect_delays() -> Iterator[float]:
@@ -196,10 +240,10 @@ class ConnectionSession:
         self._lost = False
         self.streams_completed = 0
 
-    async def run(self) -> bool:
-        """Speak on this connection until the load ends. True when the connection was lost before that."""
+    async def run(self) -> SessionEnd:
+        """Speak on this connection until the load ends, the connection is lost, or the server drains."""
         if not await self._receive_hello():
-            return True
+            return SessionEnd.LOST
         reader = asyncio.create_task(self._read(), name=f"loadtest-reader-{self._tracker.connection}")
         try:
             await asyncio.gather(*(self._run_slot(slot) for slot in self._slots))
@@ -207,7 +251,9 @@ class ConnectionSession:
             self._closing = True
             await self._ws.close()
             await reader
-        return self._lost
+        if self._tracker.draining_at is not None:
+            return SessionEnd.DRAINED
+        return SessionEnd.LOST if self._lost else SessionEnd.DONE
 
     async def _receive_hello(self) -> bool:
         try:
@@ -236,7 +282,7 @@ class ConnectionSession:
         if server_closed:
             self._lost = True
             self._count_close()
-        for state in self._tracker.lose_all(server_closed=server_closed):
+        for state in self._tracker.lose_all(server_closed=server_closed, close_code=self._ws.close_code):
             self._wake(state)
 
     def _count_close(self) -> None:
@@ -253,6 +299,8 @@ class ConnectionSession:
         state = self._tracker.receive(frame, at)
         if state is not None:
             self._wake(state)
+        if isinstance(frame, Draining):
+            self._ctx.result.errors["client:draining_notice"] += 1
 
     def _wake(self, state: StreamState) -> None:
         waker = self._wakers.get(state.stream)
@@ -270,16 +318,23 @@ class ConnectionSession:
     async def _run_slot(self, slot: Slot) -> None:
         ctx = self._ctx
         await _sleep_until(ctx, slot.start_s)
-        while not self._lost and ctx.now() < ctx.load_end_s:
+        while not self._lost and self._tracker.draining_at is None and ctx.now() < ctx.load_end_s:
             record = await self._speak(slot)
             ctx.add_record(record)
             if record.outcome == Outcome.COMPLETE:
                 self.streams_completed += 1
+            if ErrorCode.OVERLOADED in record.errors:
+                delay = OVERLOADED_DELAYS_S[min(slot.refusals, len(OVERLOADED_DELAYS_S) - 1)]
+                slot.refusals += 1
+                await _sleep_until(ctx, min(ctx.now() + _jittered(delay), ctx.load_end_s))
+            else:
+                slot.refusals = 0
 
     async def _speak(self, slot: Slot) -> StreamRecord:
         """One reply on a new stream, from `start` to `done` (or until given up)."""
         ctx, config, rng = self._ctx, self._ctx.config, slot.rng
-        text = rng.choice(config.texts)
+        text = slot.pending if slot.pending is not None else rng.choice(config.texts)
+        slot.pending = None
         tokens = split_tokens(text, rng)
         cancel_fraction, cancel_draw = rng.random(), rng.random()
         stream = f"{slot.index}-{slot.spoken}"
@@ -299,7 +354,10 @@ class ConnectionSession:
         finally:
             ctx.active -= 1
             del self._wakers[stream]
-        return self._tracker.close(state, give_up=give_up)
+        record = self._tracker.close(state, give_up=give_up)
+        if record.outcome == Outcome.RETRIED or ErrorCode.OVERLOADED in record.errors:
+            slot.pending = text
+        return record
 
     async def _drive(
         self, state: StreamState, tokens: list[str], waker: asyncio.Event, cancel_fraction: float | None
@@ -311,7 +369,9 @@ class ConnectionSession:
         stream: the later of its last token and its text's length at `SPEECH_CHARS_PER_S`.
         """
         ctx, config = self._ctx, self._ctx.config
-        connected = await self._send(Start(state.stream, voice=config.voice, sample_rate=config.sample_rate))
+        connected = await self._send(
+            Start(state.stream, voice=config.voice, sample_rate=config.sample_rate, pace=config.pace)
+        )
         interval = 1 / config.token_rate
         first_at = ctx.now()
         cancel_at = math.inf
@@ -321,7 +381,7 @@ class ConnectionSession:
         sent = 0
         while not state.finished:
             now = ctx.now()
-            if state.error_at is not None and now >= state.error_at + ERROR_SETTLE_S:
+            if state.error_at is not None and (state.retry or now >= state.error_at + ERROR_SETTLE_S):
                 return None  # a refused start: the error frame is on the record
             if now >= state.last_activity + config.stream_timeout_s:
                 return "client:stream_timeout"

@@ -78,6 +78,7 @@ class LoadReport:
             ("  cancelled", str(self.outcomes[Outcome.CANCELLED])),
             ("  errored", str(self.outcomes[Outcome.ERROR])),
             ("  unfinished", str(self.outcomes[Outcome.UNFINISHED])),
+            ("  retried", str(self.outcomes[Outcome.RETRIED])),
             ("cancels sent", str(self.cancels_sent)),
             ("first audio (ms)", _distribution(self.first_audio_ms, ("p50", "p95", "p99", "max"))),
             ("inter-chunk gap (ms)", _distribution(self.gap_ms, ("p50", "p99", "max"))),

@@ -14,13 +14,18 @@ from typing import Any
 class Outcome(enum.StrEnum):
     """How a stream ended: the reason of its `done`, or `unfinished` when no `done` came.
 
-    A stream whose `start` was refused with an `error` frame (and no `done`) counts as `error`.
+    A stream whose `start` was refused with an `error` frame (and no `done`) counts as `error`, except the
+    refusals that protocol v1 tells a client to retry elsewhere, which count as `retried`: a `start` refused
+    with `shutting_down`, and a `start` that had no answer at all when the server closed the connection
+    with 1001 after its `draining` notice (the server never read it). The slot speaks that reply again on a
+    new connection.
     """
 
     COMPLETE = "complete"
     CANCELLED = "cancelled"
     ERROR = "error"
     UNFINISHED = "unfinished"
+    RETRIED = "retried"
 
 
 class Violation(enum.StrEnum):
@@ -43,7 +48,8 @@ class Violation(enum.StrEnum):
     UNEXPECTED_CANCELLED = "unexpected_cancelled"
     """`done` with reason `cancelled` for a stream the client never cancelled."""
     MISSING_DONE = "missing_done"
-    """The server closed the connection with this stream still open (the spec sends `done` first)."""
+    """The server closed the connection with this stream still open (the spec sends `done` first), other than
+    a `start` it never answered before a close 1001 that followed its `draining` notice (a retry)."""
     UNKNOWN_STREAM = "unknown_stream"
     """A chunk or `done` for a stream id the client never started on this connection."""
     LATE_AFTER_ERROR = "late_after_error"

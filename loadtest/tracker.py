@@ -9,13 +9,27 @@ which no chunk comes; `done.chunks` and `done.samples` equal what arrived; reaso
 client's `cancel`. A chunk that arrives between the client's `cancel` and the `done` is fine (barge-in races
 with the audio in flight). Each gap is counted once: after a skipped `seq`, the next chunk is checked
 against the `seq` it carried, not against the missing one.
+
+Drains: after the server's `draining` notice, a `start` refused with `shutting_down`, or one that had no
+answer at all when the server then closed with 1001 (the server never read it), is a retry, not a violation.
+A frame type this client does not know is ignored, as the spec asks of clients.
 """
 
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from voxwire.protocol import Chunk, Done, DoneReason, Error, Hello, ProtocolError, ServerFrame
+from voxwire.protocol import (
+    Chunk,
+    Done,
+    DoneReason,
+    Draining,
+    Error,
+    ErrorCode,
+    Hello,
+    ProtocolError,
+    ServerFrame,
+)
 
 from .playback import ChunkArrival, inter_chunk_gaps, simulate_playback
 from .results import Outcome, StreamRecord, Violation
@@ -50,6 +64,8 @@ class StreamState:
     done_at: float | None = None
     lost: bool = False
     """The connection ended with this stream open."""
+    retry: bool = False
+    """The server refused the `start` in a way the spec tells clients to retry elsewhere (see the module)."""
     errors: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
 
@@ -81,6 +97,8 @@ class ConnectionTracker:
         self._frames = 0
         self._active: dict[str, StreamState] = {}
         self._ended: dict[str, bool] = {}  # stream id -> whether its done arrived
+        self.draining_at: float | None = None
+        """When the server's `draining` notice arrived: no `start` should follow on this connection."""
 
     @property
     def active(self) -> int:
@@ -110,6 +128,9 @@ class ConnectionTracker:
     def undecodable(self, error: ProtocolError) -> None:
         """A message that `decode_server` refused (counted on its stream too, when it names an open one)."""
         self._frames += 1
+        if error.code == ErrorCode.UNKNOWN_TYPE:
+            self._errors["client:unknown_frame_type"] += 1  # a newer server's frame: ignored
+            return
         state = self._active.get(error.stream) if error.stream is not None else None
         self._violation(Violation.UNDECODABLE_FRAME, state)
 
@@ -131,6 +152,10 @@ class ConnectionTracker:
                 return self._done(frame, at)
             case Error():
                 return self._error(frame, at)
+            case Draining():
+                if self.draining_at is None:
+                    self.draining_at = at
+                return None
             case _:
                 assert_never(frame)
 
@@ -184,6 +209,7 @@ class ConnectionTracker:
         state.last_activity = at
         if state.error_at is None:
             state.error_at = at
+            state.retry = error.code == ErrorCode.SHUTTING_DOWN and not state.chunks
         return state
 
     def _stream_of(self, stream: str, after_done: Violation) -> StreamState | None:
@@ -204,15 +230,22 @@ class ConnectionTracker:
 
     # -- ends ------------------------------------------------------------------------------------------
 
-    def lose_all(self, *, server_closed: bool) -> list[StreamState]:
+    def lose_all(self, *, server_closed: bool, close_code: int | None = None) -> list[StreamState]:
         """The connection ended; every open stream is lost. Returns them (to wake their waiters).
 
-        When the server closed it, each stream without its `done` is a `missing_done` violation.
+        When the server closed it, each stream without its `done` is a `missing_done` violation, except one
+        that heard nothing back when the close was a 1001 after a `draining` notice: the server answers every
+        `start` it reads before that close, so it never read this one, and the client retries it.
         """
+        drained = self.draining_at is not None and close_code == 1001
         lost = [state for state in self._active.values() if state.done is None and not state.lost]
         for state in lost:
             state.lost = True
-            if server_closed:
+            if not server_closed:
+                continue
+            if drained and not state.chunks and state.error_at is None:
+                state.retry = True
+            elif not state.retry:  # (a start refused with shutting_down is owed no done)
                 self._violation(Violation.MISSING_DONE, state)
         return lost
 
@@ -226,6 +259,8 @@ class ConnectionTracker:
             state.errors.append(give_up)
         if state.done is not None:
             outcome = Outcome(str(state.done.reason))
+        elif state.retry:
+            outcome = Outcome.RETRIED
         elif state.error_at is not None:
             outcome = Outcome.ERROR
         else:

@@ -24,6 +24,7 @@ from .frames import (
     Chunk,
     ClientFrame,
     Done,
+    Draining,
     Error,
     Hello,
     Limits,
@@ -37,7 +38,13 @@ from .frames import (
 MAX_CONTAINER_ITEMS = 4096
 
 _CLIENT_TYPES: dict[str, type[ClientFrame]] = {"start": Start, "text": Text, "cancel": Cancel}
-_SERVER_TYPES: dict[str, type[ServerFrame]] = {"hello": Hello, "chunk": Chunk, "done": Done, "error": Error}
+_SERVER_TYPES: dict[str, type[ServerFrame]] = {
+    "hello": Hello,
+    "chunk": Chunk,
+    "done": Done,
+    "error": Error,
+    "draining": Draining,
+}
 _TYPE_NAMES: dict[type, str] = {cls: name for name, cls in (_CLIENT_TYPES | _SERVER_TYPES).items()}
 _T = TypeVar("_T")
 

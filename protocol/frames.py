@@ -241,9 +241,16 @@ class Hello:
     limits: Limits
     protocol: int = PROTOCOL_VERSION
     options: Options | None = None
+    notices: tuple[str, ...] = ()
+    """Server frames beyond the spec's that this server may send unasked (``"draining"``); a client may
+    ignore any frame type it does not know."""
 
     def __post_init__(self) -> None:
         check_str("server", self.server, None, non_empty=True)
+        notices = _as_tuple("notices", self.notices, None)
+        for index, notice in enumerate(notices):
+            check_str(f"notices[{index}]", notice, None, non_empty=True)
+        _set(self, "notices", notices)
         voices = _as_tuple("voices", self.voices, None)
         for index, voice in enumerate(voices):
             if not isinstance(voice, VoiceInfo):
@@ -363,5 +370,18 @@ class Error:
         check_str("message", self.message, self.stream)
 
 
+@dataclass(frozen=True, slots=True)
+class Draining:
+    """The server has begun to shut down: streams in progress go on, and every ``start`` from now on is
+    refused with ``shutting_down``. Open new streams on a new connection (a load balancer sends it to
+    another server). ``grace_ms``: how long streams in progress have left before they are cancelled."""
+
+    grace_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.grace_ms is not None:
+            check_int("grace_ms", self.grace_ms, None, 0)
+
+
 ClientFrame: TypeAlias = Start | Text | Cancel
-ServerFrame: TypeAlias = Hello | Chunk | Done | Error
+ServerFrame: TypeAlias = Hello | Chunk | Done | Error | Draining

@@ -1,4 +1,5 @@
-"""The Starlette app: WebSocket ``/v1/ws``, ``GET /health``, ``GET /metrics``, and the web client at ``/``."""
+"""The Starlette app: WebSocket ``/v1/ws``, ``GET /health``, ``/live``, ``/ready``, ``/metrics``, and the web
+client at ``/``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from voxwire.protocol import CloseCode, Error, ErrorCode, encode
 from voxwire.server.connection import Connection
 from voxwire.server.doors import origin_ok, token_ok
 from voxwire.server.hub import Hub
+from voxwire.server.readiness import State
 from voxwire.server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,23 @@ async def health(request: Request) -> Response:
     return PlainTextResponse("shutting down" if hub.shutting_down else "loading", status_code=503)
 
 
+async def live(request: Request) -> Response:
+    """Liveness: 200 while the process and its engine work (loading and draining included), 503 once the
+    engine has failed (the process then exits on its own; a restart is the cure)."""
+    hub: Hub = request.app.state.hub
+    if hub.failure is not None:
+        return PlainTextResponse("failed", status_code=503)
+    return PlainTextResponse("ok")
+
+
+async def ready(request: Request) -> Response:
+    """Readiness: 200 ``ready`` when a new stream would be admitted now; else 503 with why: ``loading``,
+    ``draining``, ``failed``, or ``full`` (near the capacity estimate, with hysteresis)."""
+    hub: Hub = request.app.state.hub
+    state = hub.readiness()
+    return PlainTextResponse(str(state), status_code=200 if state is State.READY else 503)
+
+
 async def metrics(request: Request) -> Response:
     hub: Hub = request.app.state.hub
     hub.refresh_engine_gauges()
@@ -108,6 +127,8 @@ def create_app(settings: Settings, load: VoiceLoader = load_configured_voice) ->
     routes: list[Route | WebSocketRoute | Mount] = [
         WebSocketRoute("/v1/ws", websocket_endpoint),
         Route("/health", health),
+        Route("/live", live),
+        Route("/ready", ready),
         Route("/metrics", metrics),
     ]
     web = _web_dir()

@@ -28,6 +28,7 @@ from voxwire.protocol import (
     Cancel,
     ClientFrame,
     CloseCode,
+    Draining,
     Error,
     ErrorCode,
     Hello,
@@ -48,6 +49,10 @@ from voxwire.server.stream import StreamSession
 log = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_S = 5.0
+DRAIN_SETTLE_S = 1.0
+"""At shutdown, once a connection has no stream left, how long the client gets to close it itself after the
+``draining`` notice; a ``start`` it sent before the notice reached it is read and refused meanwhile, rather
+than lost in the close."""
 MAX_CONTROL_BACKLOG = 1024
 """Unsent control frames (errors, dones) a connection may pile up before it is closed."""
 
@@ -78,6 +83,8 @@ class Connection:
         self.idle_since: float | None = time.monotonic()
         """When the connection's last stream ended (or it opened); None while it has a stream."""
         self._closing: asyncio.Task[None] | None = None
+        self._gone = asyncio.Event()
+        """Set when the receive loop has ended: the client left, or the connection was closed."""
 
     async def serve(self) -> None:
         """Run until the client leaves or the server closes the connection."""
@@ -87,6 +94,7 @@ class Connection:
         try:
             await self._receive_loop()
         finally:
+            self._gone.set()
             for session in self._streams.owners():
                 session.cancel()
             sender.cancel()
@@ -114,13 +122,19 @@ class Connection:
                 await asyncio.wait_for(self._busy.wait(), left)
 
     async def drain(self, grace_s: float) -> None:
-        """Shutdown: let streams finish within ``grace_s``, cancel the rest, flush, close with 1001."""
+        """Shutdown: send ``draining``, let streams finish within ``grace_s`` (cancel the rest), give the
+        client ``DRAIN_SETTLE_S`` to leave on its own, then flush and close with 1001."""
+        self._outbox.put_control(encode(Draining(grace_ms=round(grace_s * 1000))))
         try:
             await asyncio.wait_for(self._idle.wait(), grace_s)
         except TimeoutError:
             log.warning("shutdown grace over: cancelling %d stream(s)", len(self._streams))
             for session in self._streams.owners():
                 session.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._gone.wait(), DRAIN_SETTLE_S)
+        if self._gone.is_set():
+            return  # the client closed it: nothing left to send
         try:
             # A client that stopped reading must not hold the shutdown: flush for a bounded time only.
             await asyncio.wait_for(self._flush(), FLUSH_TIMEOUT_S)
@@ -180,12 +194,18 @@ class Connection:
 
     def _handle(self, frame: ClientFrame) -> None:
         match frame:
+            case Start() if self._is_shutting_down():
+                # Refused whatever its id, naming it; an active stream of that id goes on (this ends none).
+                message = "the server is shutting down; start this stream on a new connection"
+                self._send_error(ErrorCode.SHUTTING_DOWN, message, frame.stream)
+                if self._streams.owner(frame.stream) is None:
+                    self._streams.refuse(frame.stream)
             case Start():
                 try:
                     self._start(frame)
                 except ProtocolError as error:
                     self._reject(error)  # ends the active stream the error names, if any
-                    if self._streams.owner(frame.stream) is None:  # (one that shutting_down left alone)
+                    if self._streams.owner(frame.stream) is None:
                         self._streams.refuse(frame.stream)
             case Text():
                 session = self._streams.accept_text(frame)
@@ -200,8 +220,6 @@ class Connection:
                 assert_never(frame)
 
     def _start(self, start: Start) -> None:
-        if self._is_shutting_down():
-            raise ProtocolError(ErrorCode.SHUTTING_DOWN, "the server is shutting down; reconnect to another")
         voice = start.voice or self._worker.default_voice
         if voice not in self._rates:
             raise ProtocolError(

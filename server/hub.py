@@ -19,6 +19,7 @@ from voxwire.engine.worker import EngineWorker
 from voxwire.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Hello, Limits, VoiceInfo
 from voxwire.server.connection import Connection
 from voxwire.server.metrics import Metrics
+from voxwire.server.readiness import CapacityGate, Load, State
 from voxwire.server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class Hub:
         """Called once when ``failure`` is set; ``voxwire serve`` then drains and exits non-zero."""
         self._load = load
         self._load_task: asyncio.Task[None] | None = None
+        self._gate = CapacityGate()
 
     @property
     def ready(self) -> bool:
@@ -55,8 +57,26 @@ class Hub:
         if self.worker is not None:
             await self.worker.stop()
 
+    def readiness(self) -> State:
+        """Whether this server would admit a new stream now (``State.READY``), else why not."""
+        if self.failure is not None:
+            return State.FAILED
+        if self.shutting_down:
+            return State.DRAINING
+        if self.worker is None:
+            return State.LOADING
+        return State.FULL if self._gate.update(self.load()) else State.READY
+
+    def load(self) -> Load:
+        """The streams the engine holds and its capacity estimate (none before the voices are loaded)."""
+        if self.worker is None:
+            return Load(in_use=0, capacity=float("inf"))
+        stats = self.worker.stats()
+        return Load(in_use=stats.streams, capacity=stats.capacity_streams)
+
     async def drain(self) -> None:
-        """Graceful shutdown: refuse new streams, let open ones finish within the grace period, close 1001."""
+        """Graceful shutdown: tell every connection (``draining``), refuse new streams, let open ones finish
+        within the grace period, close 1001."""
         self.shutting_down = True
         connections = list(self.connections)
         log.info("shutting down: %d connection(s)", len(connections))
@@ -88,6 +108,8 @@ class Hub:
         m.engine_queue.labels(kind="windows").set(stats.queued_windows)
         m.engine_paused.set(stats.paused_streams)
         m.engine_capacity.set(stats.capacity_streams if stats.capacity_streams != float("inf") else -1)
+        m.capacity_used.set(Load(in_use=stats.streams, capacity=stats.capacity_streams).used)
+        m.ready.set(1 if self.readiness() is State.READY else 0)
 
     async def _load_engine(self) -> None:
         settings = self.settings
@@ -116,6 +138,7 @@ class Hub:
                 ping_interval_ms=round(settings.ping_interval_s * 1000),
                 ping_timeout_ms=round(settings.ping_timeout_s * 1000),
             ),
+            notices=("draining",),
         )
         self.worker = worker
         log.info("ready: voices %s", ", ".join(v.id for v in infos))

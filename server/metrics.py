@@ -40,6 +40,14 @@ class Metrics:
             "Streams the engine can hold in real time (measured)",
             registry=r,
         )
+        self.capacity_used = Gauge(
+            "voxwire_capacity_used",
+            "Streams the engine holds over its capacity estimate (0 until measured); scale out on it",
+            registry=r,
+        )
+        self.ready = Gauge(
+            "voxwire_ready", "1 when /ready answers 200 (this server would admit a new stream)", registry=r
+        )
         self.batch_size = Histogram(
             "voxwire_engine_batch_size",
             "Items per engine batch",

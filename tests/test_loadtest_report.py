@@ -68,7 +68,7 @@ def sample_result() -> RunResult:
 
 def test_figures_come_from_the_records():
     report = LoadReport.from_result(CONFIG, sample_result())
-    assert report.outcomes == {"complete": 2, "cancelled": 1, "error": 1, "unfinished": 1}
+    assert report.outcomes == {"complete": 2, "cancelled": 1, "error": 1, "unfinished": 1, "retried": 0}
     assert report.cancels_sent == 1
     assert (report.first_audio_ms.count, report.first_audio_ms.p50, report.first_audio_ms.max) == (
         3,
@@ -115,6 +115,7 @@ def test_json_holds_the_figures_and_records_but_not_the_token():
         "cancelled": 1,
         "error": 1,
         "unfinished": 1,
+        "retried": 0,
         "cancels_sent": 1,
     }
     assert decoded["first_audio_ms"] == {"count": 3, "p50": 200.0, "p95": 300.0, "p99": 300.0, "max": 300.0}

@@ -26,6 +26,7 @@ from voxwire.protocol import (
     Cancel,
     Chunk,
     Done,
+    Draining,
     Error,
     ErrorCode,
     Hello,
@@ -70,6 +71,9 @@ class FakeServer:
     """Answer every `start` with this error, and no `done`."""
     close_mid_stream: bool = False
     """Close the connection (1011) after a stream's first chunk."""
+    drains: int = 0
+    """The first this many connections drain at the first `start` after a `done`: `draining`, then close
+    1001 at once, that `start` unanswered (as if it had crossed the notice on the wire)."""
     token: str | None = None
     requests: list[Request] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
@@ -86,12 +90,18 @@ class FakeServer:
 
     async def handler(self, ws: ServerConnection) -> None:
         await ws.send(encode(HELLO))
+        drain = self.drains > 0
+        self.drains -= 1
         sent: dict[str, list[int]] = {}  # stream -> [chunks, samples]
         ended: set[str] = set()
         speaking: dict[str, asyncio.Task[None]] = {}
         try:
             async for message in ws:
                 match decode_client(message):
+                    case Start() if drain and ended:
+                        await ws.send(encode(Draining(grace_ms=1000)))
+                        await ws.close(1001)
+                        return
                     case Start(stream=stream) if self.refuse is not None:
                         await ws.send(encode(Error(self.refuse, "refused by the fake", stream)))
                     case Start(stream=stream):
@@ -158,7 +168,13 @@ async def test_a_well_behaved_server_gets_a_clean_report():
     assert len(records) >= 3
     assert {record.slot for record in records} == {0, 1, 2}
     assert len({(record.connection, record.stream) for record in records}) == len(records)
-    assert report.outcomes == {"complete": len(records), "cancelled": 0, "error": 0, "unfinished": 0}
+    assert report.outcomes == {
+        "complete": len(records),
+        "cancelled": 0,
+        "error": 0,
+        "unfinished": 0,
+        "retried": 0,
+    }
     assert all((record.chunks, record.samples, record.sample_rate) == (3, 2400, RATE) for record in records)
     assert report.first_audio_ms.count == len(records)
     assert report.gap_ms.count == 2 * len(records)
@@ -222,6 +238,22 @@ async def test_a_server_closing_mid_stream_is_counted_with_the_missing_done():
     assert report.result.errors["client:closed_1011"] >= 1
     assert report.result.violations == {"missing_done": report.result.errors["client:closed_1011"]}
     assert all(record.outcome == Outcome.UNFINISHED for record in report.result.records)
+
+
+async def test_a_draining_server_is_left_for_a_new_connection_and_nothing_is_a_violation():
+    async with serving(FakeServer(drains=2, interval_s=0.01)) as url:
+        report = await run_load(config(url, duration_s=1.0))
+    assert not report.result.violations
+    assert report.result.errors["client:draining_notice"] == 2
+    assert report.result.connections_opened >= 4  # each drained connection was replaced
+    outcomes = {record.outcome for record in report.result.records}
+    assert outcomes <= {Outcome.COMPLETE, Outcome.RETRIED}
+    # A start lost in the drain's close is spoken again, on the new connection.
+    retried = [r for r in report.result.records if r.outcome == Outcome.RETRIED]
+    assert len(retried) == 2 and report.outcomes["retried"] == 2
+    for record in retried:
+        again = [r for r in report.result.records if r.slot == record.slot and r.started_s > record.started_s]
+        assert again and again[0].text_chars == record.text_chars
 
 
 async def test_streams_that_never_end_are_given_up_at_the_grace_deadline():

@@ -6,7 +6,7 @@ import pytest
 
 from voxwire.loadtest.results import Outcome
 from voxwire.loadtest.tracker import ConnectionTracker, StreamState
-from voxwire.protocol import Chunk, Done, Error, ErrorCode, Hello, Limits, ProtocolError, VoiceInfo
+from voxwire.protocol import Chunk, Done, Draining, Error, ErrorCode, Hello, Limits, ProtocolError, VoiceInfo
 
 RATE = 10_000  # so that a chunk of 1000 samples plays for 0.1 s
 HELLO = Hello(
@@ -245,3 +245,58 @@ def test_stream_ids_may_not_be_reused_on_a_connection():
     conn.tracker.close(conn.stream("x"))
     with pytest.raises(ValueError, match="already used"):
         conn.stream("x")
+
+
+# Drains: what protocol v1 lets a server do when it shuts down is a retry, not a violation
+
+
+def test_a_start_unanswered_at_a_1001_after_draining_is_retried_not_missing():
+    conn = Conn()
+    served, unread = conn.stream("a"), conn.stream("b")
+    conn.chunk("a", 0, 0, at=0.1)
+    assert conn.tracker.receive(Draining(grace_ms=10000), 0.2) is None
+    assert conn.tracker.draining_at == 0.2
+    conn.done("a", at=0.3, chunks=1, samples=1000)
+    assert conn.tracker.lose_all(server_closed=True, close_code=1001) == [unread]
+    assert not conn.violations
+    assert conn.tracker.close(served).outcome == Outcome.COMPLETE
+    assert conn.tracker.close(unread).outcome == Outcome.RETRIED
+
+
+def test_a_stream_with_audio_and_no_done_at_a_drain_close_is_still_missing_done():
+    conn = Conn()
+    state = conn.stream()
+    conn.chunk("s", 0, 0, at=0.1)
+    conn.tracker.receive(Draining(), 0.2)
+    conn.tracker.lose_all(server_closed=True, close_code=1001)
+    assert conn.violations == Counter({"missing_done": 1})
+    assert conn.tracker.close(state).outcome == Outcome.UNFINISHED
+
+
+def test_an_unanswered_start_is_missing_done_without_the_notice_or_on_another_close_code():
+    for notice, code in ((False, 1001), (True, 1006)):
+        conn = Conn()
+        state = conn.stream()
+        if notice:
+            conn.tracker.receive(Draining(), 0.1)
+        conn.tracker.lose_all(server_closed=True, close_code=code)
+        assert conn.violations == Counter({"missing_done": 1}), (notice, code)
+        assert conn.tracker.close(state).outcome == Outcome.UNFINISHED
+
+
+def test_a_start_refused_with_shutting_down_is_retried():
+    conn = Conn()
+    state = conn.stream()
+    assert conn.tracker.receive(Error(ErrorCode.SHUTTING_DOWN, "draining", "s"), 0.1) is state
+    assert state.retry
+    conn.tracker.lose_all(server_closed=True, close_code=1001)
+    assert not conn.violations
+    record = conn.tracker.close(state)
+    assert (record.outcome, record.errors) == (Outcome.RETRIED, ["shutting_down"])
+
+
+def test_a_frame_type_this_client_does_not_know_is_ignored():
+    conn = Conn()
+    conn.tracker.undecodable(ProtocolError(ErrorCode.UNKNOWN_TYPE, "unknown server frame type 'later'"))
+    assert not conn.violations
+    assert conn.errors == Counter({"client:unknown_frame_type": 1})

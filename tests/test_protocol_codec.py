@@ -19,6 +19,7 @@ from voxwire.protocol import (
     ClientFrame,
     Done,
     DoneReason,
+    Draining,
     Error,
     ErrorCode,
     Hello,
@@ -590,3 +591,24 @@ def test_a_hello_with_only_the_limits_the_spec_requires_decodes() -> None:
     assert frame.limits.max_connections is None and frame.limits.idle_timeout_ms is None
     with pytest.raises(ProtocolError, match="max_streams"):
         decode_server(msgpack.packb({**hello, "limits": {"max_text_bytes": 1000, "max_frame_bytes": 4096}}))
+
+
+# The drain notice and hello.notices
+
+
+def test_draining_round_trips_with_and_without_its_grace() -> None:
+    for frame in (Draining(grace_ms=10000), Draining()):
+        assert decode_server(encode(frame)) == frame
+    assert msgpack.unpackb(encode(Draining(grace_ms=5))) == {"type": "draining", "grace_ms": 5}
+
+
+def test_draining_with_a_bad_grace_is_invalid_field() -> None:
+    error = server_error({"type": "draining", "grace_ms": -1})
+    assert error.code == ErrorCode.INVALID_FIELD and "grace_ms" in error.message
+
+
+def test_hello_notices_round_trip_and_are_optional() -> None:
+    hello = Hello("voxwire", voices=(), sample_rates=(), limits=LIMITS, notices=("draining",))
+    assert decode_server(encode(hello)) == hello
+    assert decode_server(pack({k: v for k, v in HELLO_WIRE.items() if k != "notices"})).notices == ()
+    assert server_error({**HELLO_WIRE, "notices": [""]}).code == ErrorCode.INVALID_FIELD

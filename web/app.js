@@ -5,7 +5,7 @@
 // (default 100 ms); `tap=1` records, for the browser tests, the PCM received for every stream and every
 // sample the player renders (window.voxwireDemo).
 
-import { connect } from "./voxwire.js";
+import { connect, retryDelayMs } from "./voxwire.js";
 
 const LLM_PIECE_CHARS = [3, 5, 2, 6, 4, 4];
 const LLM_PIECE_INTERVAL_MS = 40;
@@ -31,8 +31,10 @@ const ui = Object.fromEntries(
 const demo = {
   client: null,
   previousClient: null,
+  drainingClient: null,
   connecting: false,
   connections: 0,
+  drains: 0,
   streams: [],
   interruptFrame: null,
   chunks: 0,
@@ -43,7 +45,7 @@ demo.openStream = openStream;
 
 let audioContext = null;
 let analyser = null;
-let retryDelay = RETRY_FIRST_MS;
+let retryAttempt = 0;
 let retryTimer = null;
 
 async function connectNow() {
@@ -77,7 +79,7 @@ function connected(client) {
     analyser.fftSize = 2048;
   }
   client.output.connect(analyser);
-  retryDelay = RETRY_FIRST_MS;
+  retryAttempt = 0;
   hideBanner();
   setStatus("connected", "Connected");
   fillVoices(client.voices);
@@ -90,6 +92,15 @@ function connected(client) {
     connectionLost(`Connection lost (code ${event.detail.code}).`);
   });
   client.addEventListener("error", (event) => showError(event.detail));
+  // The server is shutting down: what it is saying plays out; the next reply goes on a new connection
+  // (behind a load balancer, to another server).
+  client.addEventListener("draining", () => {
+    if (demo.client !== client) return;
+    demo.client = null;
+    demo.drainingClient = client; // left open: the server closes it once its streams have ended
+    demo.drains++;
+    connectNow();
+  });
   client.addEventListener("status", (event) => {
     ui.buffered.textContent = `${Math.round(event.detail.queuedMs)} ms`;
     const rms = event.detail.stream === null ? 0 : event.detail.rms;
@@ -101,9 +112,9 @@ function connectionLost(message) {
   setStatus("disconnected", "Disconnected");
   ui.buffered.textContent = "0 ms";
   ui["meter-fill"].style.width = "0%";
-  showBanner(`${message} Retrying in ${Math.round(retryDelay / 1000)} s.`, { reconnect: true });
-  retryTimer = setTimeout(connectNow, retryDelay);
-  retryDelay = Math.min(retryDelay * 2, RETRY_MAX_MS);
+  const delay = retryDelayMs(retryAttempt++, { firstMs: RETRY_FIRST_MS, maxMs: RETRY_MAX_MS });
+  showBanner(`${message} Retrying in ${Math.round(delay / 1000)} s.`, { reconnect: true });
+  retryTimer = setTimeout(connectNow, delay);
 }
 
 function fillVoices(voices) {
@@ -169,6 +180,7 @@ function interrupt() {
   demo.interruptFrame = Math.round(audioContext.currentTime * audioContext.sampleRate);
   demo.client?.cancelAll();
   demo.previousClient?.cancelAll();
+  demo.drainingClient?.cancelAll();
 }
 
 function setStatus(state, label) {

@@ -174,8 +174,19 @@ class Tap {
 }
 
 /**
+ * A wait before retrying after an `overloaded` refusal or a lost connection: `attempt` 0, 1, 2, ... doubles
+ * from `firstMs` up to `maxMs`, times a random factor from 0.5 to 1.5, so that many clients do not come
+ * back at the same moment.
+ */
+export function retryDelayMs(attempt, { firstMs = 500, maxMs = 10000 } = {}) {
+  return Math.min(firstMs * 2 ** attempt, maxMs) * (0.5 + Math.random());
+}
+
+/**
  * One connection. Events: `close` ({code, reason}), `error` ({code, message}: errors not tied to a stream),
- * `status` ({stream, rms, bufferedMs, queuedMs}: about 20 times a second while something plays).
+ * `status` ({stream, rms, bufferedMs, queuedMs}: about 20 times a second while something plays),
+ * `draining` ({graceMs}: the server is shutting down; its streams in flight go on, but new streams belong
+ * on a new connection: `stream()` throws `draining` from now on).
  */
 export class VoxwireClient extends EventTarget {
   constructor(socket, hello, player, early) {
@@ -189,6 +200,8 @@ export class VoxwireClient extends EventTarget {
     this.tap = player.tap;
     this.stats = { chunks: 0, underruns: 0 };
     this.connected = true;
+    /** Set when the server sent `draining`: open new streams on a new connection. */
+    this.draining = false;
     this.socket = socket;
     this.player = player;
     this.streams = new Map();
@@ -208,6 +221,7 @@ export class VoxwireClient extends EventTarget {
    */
   stream({ voice, speed, sampleRate } = {}) {
     if (!this.connected) throw new VoxwireError("disconnected", "voxwire: not connected");
+    if (this.draining) throw new VoxwireError("draining", "voxwire: the server is draining; connect again");
     if (this.audioContext.state === "suspended") this.audioContext.resume();
     const id = `s${this.nextId++}`;
     const stream = new VoxwireStream(this, id);
@@ -263,8 +277,13 @@ export class VoxwireClient extends EventTarget {
         if (stream) stream.receiveError(frame.code, frame.message);
         else this.emit("error", { code: frame.code, message: frame.message });
         break;
+      case "draining":
+        this.draining = true;
+        this.emit("draining", { graceMs: frame.grace_ms ?? null });
+        break;
       default:
-        this.emit("error", { code: "unexpected_frame", message: `unexpected frame type ${frame.type}` });
+        // A frame type this client does not know (a newer server's): ignored, as the protocol asks.
+        break;
     }
   }
 
