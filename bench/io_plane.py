@@ -41,6 +41,7 @@ from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.phonemes import Phonemized
 from voxwire.engine.voice import VoiceInfo
 from voxwire.engine.windows import WindowSpec
+from voxwire.engine.work import Piece
 from voxwire.loadtest.corpus import BUILTIN_REPLIES
 from voxwire.loadtest.tokens import split_tokens
 from voxwire.protocol import Done, Start, Text, decode_server, encode
@@ -66,6 +67,9 @@ class NullVoice:
 
     def phonemize(self, text: str) -> Phonemized:
         return Phonemized([[1] * len(text)])
+
+    def pieces(self, text: str, offset: int = 0) -> tuple[list[Piece], frozenset[str]]:
+        return [Piece(tuple(ids)) for ids in self.phonemize(text).sentences], frozenset()
 
     def encode(
         self, ids: list[list[int]], params: list[SynthesisParams], generator: Any = None

@@ -22,7 +22,7 @@ from sim_costs import CostTable
 
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.scheduler import Scheduler, SchedulerConfig, StreamSpec
-from voxwire.engine.work import Batch, EngineEvent, SentenceBatch, SentenceOutput, WindowBatch
+from voxwire.engine.work import Batch, EngineEvent, Piece, Segment, SentenceBatch, SentenceOutput, WindowBatch
 
 SAMPLE_RATE = 22050
 HOP = 256
@@ -139,7 +139,7 @@ class SimEngine:
     def _complete(self, now: float, batch: Batch, seconds: float) -> None:
         self._running = False
         if isinstance(batch, SentenceBatch):
-            sentences = [SentenceOutput(self._latent(len(item.source))) for item in batch.items]
+            sentences = [SentenceOutput(self._latent(len(_text(item.source)))) for item in batch.items]
             events = self.scheduler.update(batch, sentences, now)
             audio_s = 0.0
         else:
@@ -179,8 +179,8 @@ def decision(batch: Batch) -> Decision:
     return ("sentences", tuple(Chosen(item.stream, text=_text(item.source)) for item in batch.items))
 
 
-def _text(source: str | tuple[int, ...]) -> str:
-    return source if isinstance(source, str) else "".join(map(chr, source))
+def _text(source: Segment | Piece) -> str:
+    return source.text if isinstance(source, Segment) else "".join(map(chr, source.ids))
 
 
 def replay(texts: Sequence[Sequence[str]], costs: CostTable, config: SchedulerConfig) -> list[Decision]:

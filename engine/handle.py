@@ -5,6 +5,7 @@
     handle.end_input()
     async for pcm in handle:     # int16 blocks at handle.sample_rate, in order
         ...                      # ends after the last block; raises EngineError if synthesis failed
+    # or: async for block in handle.blocks(): block.pcm, block.words (word timings, engine.work.Audio)
 
 ``cancel`` drops the stream's queued work and its unread audio at once. The handle talks to the worker only
 through the worker's public methods; the worker hands it events through :meth:`StreamHandle.deliver`.
@@ -13,6 +14,7 @@ through the worker's public methods; the worker hands it events through :meth:`S
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,9 +37,10 @@ class StreamHandle:
         """Bounded by the engine: it makes no more audio than look-ahead and the budget allow."""
         self._closed = False
 
-    def add_text(self, text: str) -> None:
-        """Queue a text segment (a sentence or fragment) to speak after the ones before it."""
-        self._worker.add_text(self.key, text)
+    def add_text(self, text: str, offset: int = 0) -> None:
+        """Queue a text segment (a sentence or fragment) to speak after the ones before it; ``offset``:
+        where it starts in all of the stream's text (the characters word timings name)."""
+        self._worker.add_text(self.key, text, offset)
 
     def add_pause(self, seconds: float) -> None:
         """Queue silence after the text so far, to the nearest sample (nothing for under half a sample)."""
@@ -69,11 +72,19 @@ class StreamHandle:
         return self
 
     async def __anext__(self) -> np.ndarray:
+        return (await self.next_block()).pcm
+
+    def blocks(self) -> AsyncIterator[Audio]:
+        """The stream's audio blocks with their word timings (:class:`Audio`), in order."""
+        return _Blocks(self)
+
+    async def next_block(self) -> Audio:
+        """The next audio block; raises ``StopAsyncIteration`` after the last, ``EngineError`` on failure."""
         event = await self._events.get()
         match event:
             case Audio(pcm=pcm):
                 self._release(pcm)
-                return pcm
+                return event
             case End():
                 self._closed = True
                 raise StopAsyncIteration
@@ -89,3 +100,16 @@ class StreamHandle:
         """Audio left the engine's buffer (read, or dropped): its budget goes back to the connection."""
         if self._budget is not None and self._budget.release(len(pcm) / self.sample_rate):
             self._worker.wake()
+
+
+class _Blocks:
+    """``async for block in handle.blocks()``: the handle's :class:`Audio` events."""
+
+    def __init__(self, handle: StreamHandle) -> None:
+        self._handle = handle
+
+    def __aiter__(self) -> _Blocks:
+        return self
+
+    async def __anext__(self) -> Audio:
+        return await self._handle.next_block()

@@ -17,6 +17,17 @@ class SynthesisParams:
     length_scale: float
 
 
+@dataclass(frozen=True, slots=True)
+class WordTiming:
+    """A word of the stream's text (characters ``[start_char, end_char)`` of all its text) and when it is
+    spoken: samples ``[start, end)`` at the voice's rate, from the start of its sentence's audio."""
+
+    start_char: int
+    end_char: int
+    start: int
+    end: int
+
+
 @dataclass
 class Latent:
     """One sentence's latent frames, and how many frames each input id got.
@@ -29,6 +40,8 @@ class Latent:
     z: torch.Tensor  # [flow_size, frames], on the voice's device; final up to `ready`
     durations: torch.Tensor  # [ids] int64 frames per input id, on the CPU
     ready: int = 0
+    words: tuple[WordTiming, ...] = ()
+    """The words this sentence speaks, in order (set by the engine once durations are known)."""
 
     @property
     def frames(self) -> int:

@@ -65,6 +65,8 @@ from voxwire.engine.work import (
     EngineEvent,
     Failed,
     Pause,
+    Piece,
+    Segment,
     SentenceBatch,
     SentenceItem,
     SentenceOutput,
@@ -171,7 +173,7 @@ class _Stream:
     key: int
     spec: StreamSpec
     created_at: float
-    texts: deque[str | tuple[int, ...] | Pause] = field(default_factory=deque)
+    texts: deque[Segment | Piece | Pause] = field(default_factory=deque)
     """Text segments to speak, sentence pieces (ids) left from an earlier step, and pauses, in order."""
     latents: deque[_Cursor | _Silence] = field(default_factory=deque)
     """Latents (and pauses) whose windows are still to hand out, oldest first."""
@@ -202,7 +204,7 @@ class _Stream:
         """Nothing queued and nothing in flight: once input has ended, the stream is complete."""
         return not (self.texts or self.latents or self.sentence_in_flight or self.windows_in_flight)
 
-    def next_text(self) -> str | tuple[int, ...]:
+    def next_text(self) -> Segment | Piece:
         """The text at the front of the queue: never a pause, which goes to the windows as it gets there
         (``Scheduler._queue_pauses``)."""
         head = self.texts[0]
@@ -284,15 +286,16 @@ class Scheduler:
         self._asap_streams += spec.asap
         self._refresh(stream)
 
-    def add_text(self, key: int, text: str) -> None:
-        """Queue a text segment to speak after the ones before it; ignored once the stream is gone (it was
-        cancelled, or it failed and its ``Failed`` is on the way)."""
+    def add_text(self, key: int, text: str, offset: int = 0) -> None:
+        """Queue a text segment to speak after the ones before it (``offset``: where it starts in all of
+        the stream's text); ignored once the stream is gone (it was cancelled, or it failed and its
+        ``Failed`` is on the way)."""
         stream = self._streams.get(key)
         if stream is None:
             return
         if stream.input_ended:
             raise ValueError(f"text for stream {key} after its input ended")
-        stream.texts.append(text)
+        stream.texts.append(Segment(text, offset))
         self._queued_texts += 1
         self._refresh(stream)
 
@@ -557,7 +560,8 @@ class Scheduler:
             stream.produced_samples += len(pcm)
             if stream.spec.budget is not None:
                 stream.spec.budget.add(len(pcm) / stream.spec.sample_rate)
-            events.append(Audio(stream.key, pcm))
+            first = item.latent is not None and item.spec.start == 0  # a sentence's first window
+            events.append(Audio(stream.key, pcm, item.latent.words if item.latent and first else ()))
             touched[stream.key] = stream
         for stream in touched.values():
             events += self._settle(stream)
@@ -683,6 +687,6 @@ class Scheduler:
                 self._refresh(stream)
 
 
-def _ids_estimate(source: str | tuple[int, ...]) -> int:
+def _ids_estimate(source: Segment | Piece) -> int:
     """A queued item's size in ids, for bucketing: exact for a piece, about two per character for text."""
-    return max(1, len(source) if isinstance(source, tuple) else 2 * len(source))
+    return max(1, len(source.ids) if isinstance(source, Piece) else 2 * len(source.text))

@@ -32,22 +32,32 @@ class IdLayout:
 
 def split_ids(ids: list[int], max_ids: int, layout: IdLayout) -> list[list[int]]:
     """``ids`` (one sentence, as the voice built it) as pieces of at most ``max_ids`` ids each."""
-    if len(ids) <= max_ids:
+    points = split_points(ids, max_ids, layout)
+    if len(points) == 1:
         return [ids]
+    return [[*layout.prefix, *ids[start:end], *layout.suffix] for start, end in points]
+
+
+def split_points(ids: list[int], max_ids: int, layout: IdLayout) -> list[tuple[int, int]]:
+    """Where :func:`split_ids` cuts: ``[(0, len(ids))]`` for a sentence that stays whole; else each piece's
+    body as ``[start, end)`` of ``ids`` (a piece is then that body inside the sentence prefix and suffix)."""
+    if len(ids) <= max_ids:
+        return [(0, len(ids))]
     wrap = len(layout.prefix) + len(layout.suffix)
     step = 1 if layout.pad is None else 2  # a symbol and the pad after it stay together
     room = max_ids - wrap
     if room < step:
         raise ValueError(f"max_ids {max_ids} leaves no room inside the sentence prefix and suffix")
-    body = ids[len(layout.prefix) : len(ids) - len(layout.suffix)]
+    offset = len(layout.prefix)
+    body = ids[offset : len(ids) - len(layout.suffix)]
     room -= room % step
-    pieces: list[list[int]] = []
+    pieces: list[tuple[int, int]] = []
     start = 0
     while len(body) - start > room:
         cut = _cut(body, start, start + room, step, layout)
-        pieces.append([*layout.prefix, *body[start:cut], *layout.suffix])
+        pieces.append((offset + start, offset + cut))
         start = cut
-    pieces.append([*layout.prefix, *body[start:], *layout.suffix])
+    pieces.append((offset + start, offset + len(body)))
     return pieces
 
 

@@ -13,8 +13,13 @@ from voxwire.engine.decoder import WindowDecoder
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.phonemes import Phonemized
 from voxwire.engine.sentence_stage import SentenceStage
-from voxwire.engine.splitting import IdLayout, split_ids
+from voxwire.engine.splitting import IdLayout, split_ids, split_points
 from voxwire.engine.windows import WindowSpec
+from voxwire.engine.words import WordIds, align_words, symbols
+from voxwire.engine.work import Piece
+
+WORD_CACHE = 8192
+"""Words whose ids a voice remembers (they are looked up again for every sentence that has them)."""
 
 _INT16_MAX = 32767.0
 
@@ -75,6 +80,7 @@ class Voice:
         self.max_sentence_ids = max_sentence_ids
         self.stage = stage.to(device).eval()
         self.decoder = decoder.to(device=device, dtype=dtype).eval()
+        self._word_ids: dict[str, list[int]] = {}
 
     def warm_up(self, rounds: int = 3) -> None:
         """Run the sentence stage and every fixed window shape, with and without edge masks, a few times.
@@ -102,6 +108,40 @@ class Voice:
             for piece in split_ids(sentence, self.max_sentence_ids, self.layout)
         ]
         return Phonemized(sentences, phonemized.unknown)
+
+    def pieces(self, text: str, offset: int = 0) -> tuple[list[Piece], frozenset[str]]:
+        """:meth:`phonemize` as pieces with the words each speaks (characters in a stream's text where
+        ``text`` starts at ``offset``, ids in the piece: :mod:`voxwire.engine.words`), and the symbols the
+        voice had no id for."""
+        phonemized = self._phonemizer(text)
+        aligned = align_words(text, phonemized.sentences, self._ids_of_word, self.layout)
+        pieces: list[Piece] = []
+        for ids, words in zip(phonemized.sentences, aligned, strict=True):
+            points = split_points(ids, self.max_sentence_ids, self.layout)
+            if len(points) == 1:
+                pieces.append(Piece(tuple(ids), tuple(_moved(word, offset, 0) for word in words)))
+                continue
+            for start, end in points:
+                shift = len(self.layout.prefix) - start
+                inside = [word for word in words if word.first_id < end and word.end_id > start]
+                piece = (*self.layout.prefix, *ids[start:end], *self.layout.suffix)
+                clipped = [
+                    WordIds(w.start_char, w.end_char, max(w.first_id, start), min(w.end_id, end))
+                    for w in inside
+                ]
+                pieces.append(Piece(piece, tuple(_moved(word, offset, shift) for word in clipped)))
+        return pieces, phonemized.unknown
+
+    def _ids_of_word(self, word: str) -> list[int]:
+        """The symbol ids the voice makes of one word on its own (remembered)."""
+        found = self._word_ids.get(word)
+        if found is None:
+            if len(self._word_ids) >= WORD_CACHE:
+                self._word_ids.clear()
+            sentences = self._phonemizer(word).sentences
+            found = [ids[i] for ids in sentences for i in symbols(ids, self.layout)]
+            self._word_ids[word] = found
+        return found
 
     @torch.inference_mode()
     def encode(
@@ -180,3 +220,7 @@ class Voice:
             (audio.float() * _INT16_MAX).clamp_(-_INT16_MAX, _INT16_MAX).to(torch.int16).cpu().numpy()
         )
         return pcm
+
+
+def _moved(word: WordIds, chars: int, ids: int) -> WordIds:
+    return WordIds(word.start_char + chars, word.end_char + chars, word.first_id + ids, word.end_id + ids)

@@ -17,15 +17,33 @@ from typing import Generic, Self, TypeAlias, TypeVar
 
 import numpy as np
 
-from voxwire.engine.latent import Latent, SynthesisParams
+from voxwire.engine.latent import Latent, SynthesisParams, WordTiming
 from voxwire.engine.windows import WindowSpec
+from voxwire.engine.words import WordIds
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A text segment of a stream, and where it starts in all of the stream's text (for word timings)."""
+
+    text: str
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """The ids of a sentence piece left from an earlier step, and the words they speak (characters in the
+    stream's text, ids in the piece)."""
+
+    ids: tuple[int, ...]
+    words: tuple[WordIds, ...] = ()
 
 
 @dataclass(slots=True)
 class SentenceItem:
     stream: int
-    source: str | tuple[int, ...]
-    """Text to phonemize, or the ids of a sentence piece left from an earlier step."""
+    source: Segment | Piece
+    """Text to phonemize, or a sentence piece left from an earlier step."""
     params: SynthesisParams
 
 
@@ -35,7 +53,7 @@ class SentenceOutput:
     say), and its other pieces, each to run in a later step of its own (so every step stays bounded)."""
 
     latent: Latent | None
-    rest: list[tuple[int, ...]] = field(default_factory=list)
+    rest: list[Piece] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +101,13 @@ Batch: TypeAlias = SentenceBatch | WindowBatch
 
 @dataclass(slots=True)
 class Audio:
-    """The next block of a stream's audio: int16 PCM at the voice's rate."""
+    """The next block of a stream's audio: int16 PCM at the voice's rate. ``words``: those whose audio
+    starts in this block's sentence, sent with the sentence's first block; their samples count from this
+    block's first sample (a word may end in a later block)."""
 
     stream: int
     pcm: np.ndarray
+    words: tuple[WordTiming, ...] = ()
 
 
 @dataclass(slots=True)

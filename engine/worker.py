@@ -44,7 +44,18 @@ from voxwire.engine.scheduler import (
     StreamSpec,
 )
 from voxwire.engine.voice import Voice, VoiceInfo
-from voxwire.engine.work import Audio, Batch, EngineEvent, Failed, SentenceBatch, SentenceOutput, WindowBatch
+from voxwire.engine.words import word_timings
+from voxwire.engine.work import (
+    Audio,
+    Batch,
+    EngineEvent,
+    Failed,
+    Piece,
+    Segment,
+    SentenceBatch,
+    SentenceOutput,
+    WindowBatch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +196,11 @@ class EngineWorker:
         self._handles[key] = handle
         return handle
 
-    def add_text(self, key: int, text: str) -> None:
+    def add_text(self, key: int, text: str, offset: int = 0) -> None:
+        """Queue a text segment; ``offset``: where it starts in all of the stream's text (word timings
+        name characters there)."""
         with self._lock:
-            self._scheduler.add_text(key, text)
+            self._scheduler.add_text(key, text, offset)
             self._lock.notify()
 
     def add_pause(self, key: int, samples: int) -> None:
@@ -360,26 +373,27 @@ class EngineWorker:
 
     def _encode(self, batch: SentenceBatch) -> list[SentenceOutput]:
         """Each item's first sentence piece through one batched sentence stage; its other pieces go back
-        to the scheduler for later steps."""
+        to the scheduler for later steps. Each latent carries the timings of the words it speaks."""
         voice = self._voices[batch.voice]
-        pieces: list[list[list[int]]] = []
+        pieces: list[list[Piece]] = []
         for item in batch.items:
-            if isinstance(item.source, str):
-                phonemized = voice.phonemize(item.source)
-                if phonemized.unknown:
-                    self._warn_unknown(item.stream, phonemized.unknown)
-                pieces.append(phonemized.sentences)
+            if isinstance(item.source, Segment):
+                item_pieces, unknown = voice.pieces(item.source.text, item.source.offset)
+                if unknown:
+                    self._warn_unknown(item.stream, unknown)
+                pieces.append(item_pieces)
             else:
-                pieces.append([list(item.source)])
+                pieces.append([item.source])
         firsts = [(index, item_pieces[0]) for index, item_pieces in enumerate(pieces) if item_pieces]
         latents: list[Latent | None] = [None] * len(batch.items)
         if firsts:
             params = [batch.items[index].params for index, _ in firsts]
-            encoded = voice.encode([ids for _, ids in firsts], params)
-            for (index, _), latent in zip(firsts, encoded, strict=True):
+            encoded = voice.encode([list(piece.ids) for _, piece in firsts], params)
+            for (index, piece), latent in zip(firsts, encoded, strict=True):
+                latent.words = word_timings(piece.words, latent.durations.tolist(), voice.hop_length)
                 latents[index] = latent
         return [
-            SentenceOutput(latent, [tuple(piece) for piece in item_pieces[1:]])
+            SentenceOutput(latent, item_pieces[1:])
             for latent, item_pieces in zip(latents, pieces, strict=True)
         ]
 

@@ -215,7 +215,7 @@ class Connection:
                 session = self._streams.cancel(frame.stream)
                 if session is not None:
                     self._metrics.cancels.inc()
-                    session.cancel()
+                    session.cancel(frame.played)
             case _:
                 assert_never(frame)
 

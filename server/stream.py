@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +27,11 @@ from voxwire.server.encodings import encode_audio
 from voxwire.server.metrics import Metrics
 from voxwire.server.outbox import Outbox
 from voxwire.server.segmenter import SentenceSegmenter
+from voxwire.server.timeline import WordTimeline
 
 log = logging.getLogger(__name__)
+
+_BREAK_TAG = re.compile(r"<break", re.IGNORECASE)
 
 LOW_AUDIO_S = 1.0
 """A listener with less audio than this left to play gets the sentence still arriving cut at its next clause
@@ -44,6 +48,8 @@ class StreamOptions:
     max_buffer_delay_s: float | None = None
     """How long text may wait for a sentence end before what is buffered is spoken at a clause or word
     boundary; None: as long as it takes (the segmenter's own rules)."""
+    words: bool = False
+    """Chunks carry the words whose audio starts in them (``start.words``)."""
 
 
 @dataclass
@@ -89,6 +95,13 @@ class StreamSession:
             else soxr.ResampleStream(engine.sample_rate, sample_rate, 1, dtype="int16", quality="HQ")
         )
         self._breaks = BreakParser()
+        self._text = ""
+        """All of the stream's text as the client sent it (word timings and ``heard`` refer to it)."""
+        self._placed = 0
+        """Where in ``_text`` the next segment is looked for: after the last segment and break tag."""
+        self._timeline = WordTimeline(engine.sample_rate, sample_rate)
+        self._voice_samples = 0
+        """Samples at the voice's rate received from the engine so far."""
         self._encoding = self.options.encoding or Encoding.PCM16
         self._buffer_timer: asyncio.TimerHandle | None = None
         """Fires ``max_buffer_delay_s`` after text began to wait for a sentence end."""
@@ -116,6 +129,7 @@ class StreamSession:
         if self.counters.first_text_at is None and text:
             self.counters.first_text_at = time.perf_counter()
         self.counters.chars += len(text)
+        self._text += text
         try:
             parts = self._breaks.push(text)
             if flush or final:
@@ -130,6 +144,7 @@ class StreamSession:
             else:  # a pause: what came before it is spoken whole, then the silence
                 self._speak(segments + self._segmenter.flush())
                 segments = []
+                self._skip_break_tag()
                 self._engine.add_pause(part)
         if flush or final:
             segments += self._segmenter.flush()
@@ -141,8 +156,21 @@ class StreamSession:
         self._watch_buffer(restart=bool(segments))
 
     def _speak(self, segments: list[str]) -> None:
+        """Segments to the engine, each with where it starts in the stream's text (segments are pieces of
+        that text in order, stripped, with break tags between them)."""
         for segment in segments:
-            self._engine.add_text(segment)
+            at = self._text.find(segment, self._placed)
+            if at == -1:
+                raise AssertionError(f"segment {segment!r} not found in the stream's text")
+            self._placed = at + len(segment)
+            self._engine.add_text(segment, at)
+
+    def _skip_break_tag(self) -> None:
+        """A pause came from the next break tag in the text: segments are looked for after it."""
+        tag = _BREAK_TAG.search(self._text, self._placed)
+        if tag is None:
+            raise AssertionError("a pause without a break tag in the stream's text")
+        self._placed = self._text.index(">", tag.end()) + 1
 
     def _watch_buffer(self, *, restart: bool) -> None:
         """Keep a timer on text waiting for a sentence end (``max_buffer_delay_s``), from when it began to
@@ -176,9 +204,10 @@ class StreamSession:
         played = time.perf_counter() - counters.first_audio_at
         return counters.samples / self.sample_rate - played
 
-    def cancel(self) -> None:
-        """The client's cancel: drop queued engine work and audio, answer ``done`` at once."""
-        self._abort(DoneReason.CANCELLED)
+    def cancel(self, played: int | None = None) -> None:
+        """The client's cancel: drop queued engine work and audio, answer ``done`` at once, with what was
+        heard by the client's playhead ``played`` (None: by the samples sent)."""
+        self._abort(DoneReason.CANCELLED, played)
 
     def fail(self, code: ErrorCode, message: str) -> None:
         """An error tied to this stream: an ``error`` frame, then ``done`` with reason ``error``."""
@@ -193,9 +222,11 @@ class StreamSession:
     async def _run(self) -> None:
         self._metrics.stream_tasks.inc()
         try:
-            async for pcm in self._engine:
-                await self._send_audio(self._resample(pcm, last=False))
-            await self._send_audio(self._resample(np.zeros(0, np.int16), last=True))
+            async for block in self._engine.blocks():
+                self._timeline.add(self._voice_samples, block.words)
+                self._voice_samples += len(block.pcm)
+                await self._send_audio(self._resample(block.pcm, last=False))
+            await self._send_audio(self._resample(np.zeros(0, np.int16), last=True), last=True)
             self._complete()
         except EngineError as error:
             log.error("stream %r: engine failed: %s", self.stream_id, error)
@@ -212,10 +243,15 @@ class StreamSession:
         out: np.ndarray = self._resampler.resample_chunk(pcm, last=last)
         return out
 
-    async def _send_audio(self, pcm: np.ndarray) -> None:
+    async def _send_audio(self, pcm: np.ndarray, *, last: bool = False) -> None:
         if len(pcm) == 0:
             return
         counters = self.counters
+        due = self._timeline.due(None if last else counters.samples + len(pcm))
+        words = None
+        if self.options.words:
+            text = self._text
+            words = tuple((text[w.start_char : w.end_char], w.start, w.end) for w in due)
         frame = Chunk(
             stream=self.stream_id,
             seq=counters.chunks,
@@ -223,6 +259,7 @@ class StreamSession:
             sample_rate=self.sample_rate,
             audio=encode_audio(pcm, self._encoding),
             encoding=self.options.encoding,
+            words=words or None,
         )
         counters.chunks += 1
         counters.samples += len(pcm)
@@ -245,7 +282,7 @@ class StreamSession:
         counters = self.counters
         self._end(DoneReason.COMPLETE, counters.chunks, counters.samples)
 
-    def _abort(self, reason: DoneReason) -> None:
+    def _abort(self, reason: DoneReason, played: int | None = None) -> None:
         """Cancelled or failed: engine work and queued chunks are dropped, and ``done`` jumps ahead of all
         audio, counting only what has left for the socket."""
         if self.ended is not None:
@@ -253,17 +290,35 @@ class StreamSession:
         self._engine.cancel()
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
-        self._end(reason, self.counters.sent_chunks, self.counters.sent_samples)
+        sent = self.counters.sent_samples
+        heard = self._timeline.heard_chars(sent if played is None else min(played, sent))
+        self._end(reason, self.counters.sent_chunks, sent, heard)
 
-    def _end(self, reason: DoneReason, chunks: int, samples: int) -> None:
+    def _end(self, reason: DoneReason, chunks: int, samples: int, heard: int | None = None) -> None:
+        """Queue ``done``; ``heard``: the characters of the text heard (a cancelled stream's)."""
         self.ended = reason
         if self._buffer_timer is not None:
             self._buffer_timer.cancel()
             self._buffer_timer = None
         ttfa_s = self.counters.ttfa_s
         ttfa_ms = None if ttfa_s is None else round(ttfa_s * 1000, 1)
+        heard_text = None
+        if reason is DoneReason.COMPLETE:
+            heard = len(self._text)
+        elif reason is DoneReason.CANCELLED and heard is not None:
+            heard_text = self._text[:heard]
+        else:
+            heard = None
         done = encode(
-            Done(stream=self.stream_id, reason=reason, chunks=chunks, samples=samples, ttfa_ms=ttfa_ms)
+            Done(
+                stream=self.stream_id,
+                reason=reason,
+                chunks=chunks,
+                samples=samples,
+                ttfa_ms=ttfa_ms,
+                heard=heard_text,
+                heard_chars=heard,
+            )
         )
         if reason is DoneReason.COMPLETE:
             self._outbox.put_done(self, done)

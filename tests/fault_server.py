@@ -25,6 +25,7 @@ from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.phonemes import Phonemized
 from voxwire.engine.voice import Voice
 from voxwire.engine.windows import WindowSpec
+from voxwire.engine.work import Piece
 from voxwire.server.run import serve
 from voxwire.server.settings import add_arguments, build_settings
 
@@ -42,6 +43,14 @@ class FaultyVoice(Voice):
     broken = False
 
     def phonemize(self, text: str) -> Phonemized:
+        self._inject(text)
+        return super().phonemize(text)
+
+    def pieces(self, text: str, offset: int = 0) -> tuple[list[Piece], frozenset[str]]:
+        self._inject(text)
+        return super().pieces(text, offset)
+
+    def _inject(self, text: str) -> None:
         self._check()
         if CRASH in text:
             raise EngineCrash("injected crash of the engine thread")
@@ -52,7 +61,6 @@ class FaultyVoice(Voice):
             raise torch.OutOfMemoryError("injected out of memory")
         if FAULT in text:
             raise RuntimeError("injected engine fault")
-        return super().phonemize(text)
 
     def encode(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from voxwire.engine.latent import SynthesisParams
 from voxwire.engine.loader import load_voice
 from voxwire.engine.voice import Voice
 from voxwire.engine.windows import plan_windows
+from voxwire.engine.words import word_timings
 
 VOCAB = {c: i for i, c in enumerate("_ abcdefghijklmnopqrstuvwxyz'")}
 TINY = VitsConfig(
@@ -83,3 +85,16 @@ def test_equals_transformers_forward_without_noise(voice: Voice, checkpoint: tup
     ours = np.concatenate(voice.decode_windows([(latent, w) for w in plan_windows(latent.frames)]))
     assert len(ours) == len(reference)
     assert rel_l2(as_float(ours), reference) < 1e-3
+
+
+def test_word_timings_come_from_its_own_durations(voice: Voice) -> None:
+    text = "hello there, it's nine."
+    pieces, _ = voice.pieces(text, offset=7)
+    words = [w for piece in pieces for w in piece.words]
+    assert [text[w.start_char - 7 : w.end_char - 7] for w in words] == ["hello", "there", "it's", "nine"]
+    [latent] = voice.encode([list(pieces[0].ids)], [voice.default_params])
+    timings = word_timings(pieces[0].words, latent.durations.tolist(), voice.hop_length)
+    frames = latent.durations.tolist()
+    assert timings[0].start == sum(frames[: words[0].first_id]) * voice.hop_length
+    assert all(a.end <= b.start for a, b in itertools.pairwise(timings))
+    assert timings[-1].end <= latent.frames * voice.hop_length

@@ -16,7 +16,7 @@ from voxwire.engine.scheduler import (
     SchedulerConfig,
     StreamSpec,
 )
-from voxwire.engine.work import Audio, End, Failed, SentenceBatch, SentenceOutput, WindowBatch
+from voxwire.engine.work import Audio, End, Failed, Piece, Segment, SentenceBatch, SentenceOutput, WindowBatch
 
 RATE = 1000  # samples per second
 HOP = 10  # samples per frame: a steady window (64 frames) is 0.64 s of audio, a first window 0.32 s
@@ -402,7 +402,7 @@ def test_the_other_pieces_of_a_long_sentence_run_next_each_in_a_step_of_its_own(
     sched.add_text(1, "After it.")
     batch = sched.schedule(0.0)
     assert isinstance(batch, SentenceBatch) and len(batch.items) == 1
-    pieces = [(1, 0, 5, 0, 2), (1, 0, 6, 0, 2)]
+    pieces = [Piece((1, 0, 5, 0, 2)), Piece((1, 0, 6, 0, 2))]
     sched.update(batch, [SentenceOutput(latent(20), rest=pieces)], 0.0)
     assert sched.stats().queued_texts == 3
     windows(sched, 0.0)
@@ -412,7 +412,7 @@ def test_the_other_pieces_of_a_long_sentence_run_next_each_in_a_step_of_its_own(
         assert isinstance(batch, SentenceBatch) and len(batch.items) == 1  # one piece per step: bounded
         sources.append(batch.items[0].source)
         sched.update(batch, [SentenceOutput(None)], 0.0)
-    assert sources == [*pieces, "After it."]
+    assert sources == [*pieces, Segment("After it.")]
 
 
 def test_a_new_streams_sentence_goes_before_the_pieces_left_of_a_long_one() -> None:
@@ -420,7 +420,7 @@ def test_a_new_streams_sentence_goes_before_the_pieces_left_of_a_long_one() -> N
     opened(sched, 1, text="A flood of text.")
     batch = sched.schedule(0.0)
     assert isinstance(batch, SentenceBatch)
-    sched.update(batch, [SentenceOutput(latent(40), rest=[(1, 0, 7, 0, 2)] * 50)], 0.0)
+    sched.update(batch, [SentenceOutput(latent(40), rest=[Piece((1, 0, 7, 0, 2))] * 50)], 0.0)
     windows(sched, 0.0)  # the flooding stream has started
     opened(sched, 2, now=0.1, text="Hello.")
     first = sched.schedule(0.1)

@@ -18,9 +18,15 @@ class RecordingEngineStream:
 
     def __init__(self) -> None:
         self.segments: list[str] = []
+        self.offsets: list[int] = []
+        self.pauses: list[float] = []
 
-    def add_text(self, segment: str) -> None:
+    def add_text(self, segment: str, offset: int) -> None:
         self.segments.append(segment)
+        self.offsets.append(offset)
+
+    def add_pause(self, seconds: float) -> None:
+        self.pauses.append(seconds)
 
     def end_input(self) -> None:
         pass
@@ -61,3 +67,18 @@ def test_a_listener_with_audio_to_spare_gets_whole_sentences() -> None:
     assert engine.segments == ["Let me think."]
     session.add_text(" arrive at 9:45.", final=True, flush=False)
     assert engine.segments == ["Let me think.", LONG_SENTENCE + " arrive at 9:45."]
+
+
+def test_each_segment_goes_with_where_it_starts_in_the_text_as_sent() -> None:
+    engine = RecordingEngineStream()
+    session = session_with(engine)
+    sent = ["  Hello there. <bre", 'ak time="1s"/> Dr. Who', " is here, she said.", " Bye"]
+    for index, text in enumerate(sent):
+        session.add_text(text, final=index == len(sent) - 1, flush=False)
+    whole = "".join(sent)
+    assert engine.pauses == [1.0]
+    assert len(engine.segments) >= 3
+    for segment, offset in zip(engine.segments, engine.offsets, strict=True):
+        assert whole[offset : offset + len(segment)] == segment
+    assert engine.offsets == sorted(engine.offsets)
+    assert engine.offsets[1] > whole.index("/>")  # looked for after the break tag

@@ -24,6 +24,7 @@ from voxwire.engine.phonemes import Phonemized
 from voxwire.engine.scheduler import SchedulerConfig
 from voxwire.engine.voice import VoiceInfo
 from voxwire.engine.windows import WindowSpec
+from voxwire.engine.work import Piece
 from voxwire.engine.worker import EngineWorker
 
 # Six streams, several sentences each, of varied lengths: sentence batches bucket by length, first windows,
@@ -54,6 +55,9 @@ class TimedVoice:
 
     def phonemize(self, text: str) -> Phonemized:
         return Phonemized([[ord(c) for c in text]])
+
+    def pieces(self, text: str, offset: int = 0) -> tuple[list[Piece], frozenset[str]]:
+        return [Piece(tuple(ids)) for ids in self.phonemize(text).sentences], frozenset()
 
     def encode(self, ids: list[list[int]], params: list[SynthesisParams]) -> list[Latent]:
         self.now += self.costs.sentence_step_s(len(ids))

@@ -5,6 +5,7 @@ tests/test_server_e2e.py."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,8 @@ from voxwire.engine.phonemes import Phonemized
 from voxwire.engine.scheduler import SchedulerConfig
 from voxwire.engine.voice import VoiceInfo
 from voxwire.engine.windows import WindowSpec
+from voxwire.engine.words import WordIds
+from voxwire.engine.work import Piece
 from voxwire.engine.worker import EngineWorker
 
 HOP = 4
@@ -72,6 +75,17 @@ class FakeVoice:
         ids = [hash(w) % 1000 for w in text.split()]
         pieces = [ids[i : i + self.max_ids] for i in range(0, len(ids), self.max_ids)]
         return Phonemized(pieces, self.unknown)
+
+    def pieces(self, text: str, offset: int = 0) -> tuple[list[Piece], frozenset[str]]:
+        """:meth:`phonemize`'s pieces, each id one word of the text (characters counted from ``offset``)."""
+        phonemized = self.phonemize(text)
+        spans = [match.span() for match in re.finditer(r"\S+", text)]
+        pieces: list[Piece] = []
+        for ids in phonemized.sentences:
+            mine, spans = spans[: len(ids)], spans[len(ids) :]
+            words = tuple(WordIds(offset + a, offset + b, i, i + 1) for i, (a, b) in enumerate(mine))
+            pieces.append(Piece(tuple(ids), words))
+        return pieces, phonemized.unknown
 
     def warm_up(self, rounds: int = 3) -> None:
         """The known-good check the failure breaker runs."""
@@ -138,6 +152,25 @@ async def test_audio_comes_in_order_and_the_stream_ends_after_the_last_window() 
     audio = await read_all(stream)
     expected = np.concatenate([expected_frames(7), expected_frames(2)])
     np.testing.assert_array_equal(audio, expected)
+    await worker.stop()
+
+
+async def test_each_sentences_words_come_with_its_first_block_timed_by_its_durations() -> None:
+    worker = await started(FakeVoice(max_ids=3), max_ahead_s=1e9)
+    stream = worker.open_stream()
+    stream.add_text("one two three four", offset=100)  # pieces of 3 and 1 ids, 10 frames an id
+    stream.end_input()
+    blocks = [block async for block in stream.blocks()]
+    timed = [(i, w.start_char, w.end_char, w.start, w.end) for i, b in enumerate(blocks) for w in b.words]
+    frame = 10 * HOP
+    first_of_second = next(i for i, b in enumerate(blocks) if b.words and b.words[0].start_char == 114)
+    assert timed == [
+        (0, 100, 103, 0, frame),
+        (0, 104, 107, frame, 2 * frame),
+        (0, 108, 113, 2 * frame, 3 * frame),
+        (first_of_second, 114, 118, 0, frame),  # counted from its own sentence's first block
+    ]
+    assert sum(len(b.pcm) for b in blocks[:first_of_second]) == 3 * frame
     await worker.stop()
 
 
