@@ -15,6 +15,7 @@ from playwright.sync_api import Browser
 
 from tests.web_harness import (
     ARTIFACTS,
+    FADE_S,
     DemoPage,
     StreamRecord,
     as_played,
@@ -104,7 +105,7 @@ def test_interrupt_silences_within_50_ms_and_the_next_reply_plays_cleanly(demo: 
     next_record = demo.record(after)
     assert next_record.done is not None and next_record.done["reason"] == "complete"
     demo.wait_tapped(next_record.frame("ended") + QUANTUM)
-    assert_played_exactly(demo.tapped(), [record, next_record])
+    assert_played_exactly(demo.tapped(), [record, next_record], rate)
 
 
 def test_two_queued_replies_play_back_to_back(demo: DemoPage) -> None:
@@ -198,3 +199,29 @@ def test_another_sample_rate_is_resampled_linearly_to_the_context_rate(demo: Dem
     count = min(len(played), len(positions))
     expected = np.interp(positions[:count], np.arange(len(source)), source)
     assert np.max(np.abs(played[:count] - expected)) < 1e-4
+
+
+def test_interrupt_fades_out_and_the_heard_text_is_what_played(demo: DemoPage) -> None:
+    rate = demo.sample_rate
+    index = demo.speak(PARAGRAPH)
+    demo.wait("(i) => voxwireDemo.streams[i].firstaudio !== null", index)
+    started = demo.record(index).frame("started")
+    demo.wait_tapped(started + 2 * rate)
+
+    demo.page.click("#interrupt")
+    demo.wait("() => voxwireDemo.heard !== null")
+    record = demo.record(index)
+    cancelled = record.frame("cancelled")
+    fade = round(FADE_S * rate)
+    demo.wait_tapped(cancelled + fade + QUANTUM)
+    assert_played_exactly(demo.tapped(), [record], rate)  # exact up to the cancel, then the linear fade
+    tail = np.abs(demo.tapped().between(cancelled, cancelled + fade))
+    assert tail.max() > 0 and tail[-1] <= 1 / (fade + 1)  # it ends in a step no larger than the fade's
+
+    words = demo.page.evaluate("(i) => voxwireDemo.streams[i].stream.words", index)
+    played = sum(end - begin for begin, end in record.segments()) + fade  # what the listener heard
+    ended = [word for word in words if word["end"] <= played]
+    heard = demo.page.evaluate("() => voxwireDemo.heard")
+    assert len(ended) >= 3  # two seconds of speech
+    assert heard == [{"heard": PARAGRAPH[: ended[-1]["endChar"]], "heardChars": ended[-1]["endChar"]}]
+    assert demo.page.inner_text("#heard").startswith("Heard:")

@@ -185,9 +185,20 @@ def as_played(pcm: np.ndarray) -> np.ndarray:
     return pcm.astype(np.float32) / np.float32(32768)
 
 
-def assert_played_exactly(tap: Tapped, records: list[StreamRecord]) -> None:
+FADE_S = 0.02
+"""How long a cancelled stream fades out (web/voxwire.js FADE_MS)."""
+
+
+def fade_gains(frames: int) -> np.ndarray:
+    """The player's fade: sample k of ``frames`` scaled by (frames - k) / (frames + 1), then silence."""
+    return (np.arange(frames, 0, -1) / (frames + 1)).astype(np.float32)
+
+
+def assert_played_exactly(tap: Tapped, records: list[StreamRecord], rate: int | None = None) -> None:
     """Within each stream's play segments the tap holds its received PCM, in order, each sample once (the
-    whole of it, unless the stream was cancelled); everywhere else the tap is silent."""
+    whole of it, unless the stream was cancelled); a stream cancelled while playing then fades: the next
+    ``FADE_S`` of its PCM, scaled down linearly to zero (``rate``: the context's, needed for it);
+    everywhere else the tap is silent."""
     silent = np.ones(len(tap.samples), dtype=bool)
     for record in records:
         played = []
@@ -206,5 +217,19 @@ def assert_played_exactly(tap: Tapped, records: list[StreamRecord]) -> None:
         )
         differ = np.flatnonzero(played_all != expected)
         assert differ.size == 0, f"stream {record.id}: first differing sample {differ[:1]} of {len(expected)}"
+        segments = record.segments()
+        if (
+            record.ended
+            and record.ended["cancelled"]
+            and segments
+            and segments[-1][1] == record.frame("cancelled")
+        ):
+            assert rate is not None, "a stream cancelled while playing fades: pass the context's rate"
+            rest = as_played(record.pcm)[len(played_all) :]
+            fade = min(round(FADE_S * rate), len(rest))
+            begin = segments[-1][1]
+            faded = tap.between(begin, begin + fade)
+            np.testing.assert_allclose(faded, rest[:fade] * fade_gains(fade), atol=1e-6)
+            silent[begin - tap.first : begin + fade - tap.first] = False
     loud = np.flatnonzero(tap.samples[silent] != 0)
     assert loud.size == 0, f"{loud.size} non-zero samples outside the streams' play segments"

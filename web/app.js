@@ -37,6 +37,7 @@ const demo = {
   drains: 0,
   streams: [],
   interruptFrame: null,
+  heard: null,
   chunks: 0,
   underruns: 0,
 };
@@ -128,7 +129,12 @@ function fillVoices(voices) {
 /** Open a stream with the chosen voice and speed (unless `options` say otherwise); it plays after any reply
  * still playing. */
 function openStream(options = {}) {
-  const stream = demo.client.stream({ voice: ui.voice.value, speed: Number(ui.speed.value), ...options });
+  const stream = demo.client.stream({
+    voice: ui.voice.value,
+    speed: Number(ui.speed.value),
+    words: true,
+    ...options,
+  });
   const record = { id: stream.id, pcm: [], firstaudio: null, done: null, ended: null, errors: [], stream };
   demo.streams.push(record);
   stream.addEventListener("chunk", (event) => {
@@ -178,9 +184,14 @@ function speakAsLlm() {
 function interrupt() {
   if (!audioContext) return;
   demo.interruptFrame = Math.round(audioContext.currentTime * audioContext.sampleRate);
-  demo.client?.cancelAll();
-  demo.previousClient?.cancelAll();
-  demo.drainingClient?.cancelAll();
+  demo.heard = null;
+  const clients = [demo.client, demo.previousClient, demo.drainingClient].filter(Boolean);
+  Promise.all(clients.map((client) => client.cancelAll())).then((results) => {
+    demo.heard = results.flat().filter((heard) => heard && heard.heard !== null);
+    const shown = document.getElementById("heard");
+    shown.textContent = demo.heard.length ? `Heard: “${demo.heard.map((h) => h.heard).join(" ")}”` : "";
+    shown.hidden = !demo.heard.length;
+  });
 }
 
 function setStatus(state, label) {

@@ -5,17 +5,21 @@
 // main thread transfers in. A stream starts once it holds the jitter buffer (or has ended); when it runs dry
 // before its end it underruns: silence, counted and reported, until it holds the jitter buffer again. When a
 // stream ends the next one continues in the same sample if it is ready, so queued replies play back to back.
-// "cancel" drops a stream between two render quanta, so its sound stops within one quantum.
+// "cancel" takes a stream out of the queue at once and fades what it was playing to zero over fadeFrames
+// (a short ramp, not a cut mid-waveform: no click); the next stream may start during the fade. The
+// "cancelled" reply counts the stream's frames played with the fade's, the listener's playhead.
 //
 // "voxwire-tap" (tests only) passes its input through and posts a copy of it, with the frame it started at.
 
 class VoxwirePlayer extends AudioWorkletProcessor {
   constructor(options) {
     super();
-    const { jitterFrames, statusFrames } = options.processorOptions;
+    const { jitterFrames, statusFrames, fadeFrames } = options.processorOptions;
     this.jitterFrames = jitterFrames;
     this.statusFrames = statusFrames;
+    this.fadeFrames = fadeFrames;
     this.streams = []; // in play order; this.streams[0] is the one playing or about to play
+    this.fading = []; // cancelled streams still fading out: {stream, left, total}
     this.sumSquares = 0;
     this.statusCount = 0;
     this.idleReported = true;
@@ -41,7 +45,14 @@ class VoxwirePlayer extends AudioWorkletProcessor {
       case "cancel":
         if (stream) {
           this.streams.splice(this.streams.indexOf(stream), 1);
+          const fade = stream.playing ? Math.min(this.fadeFrames, stream.buffered) : 0;
+          if (fade > 0) this.fading.push({ stream, left: fade, total: fade });
+          stream.played += fade;
           this.post("cancelled", stream, currentFrame);
+        } else {
+          // Already ended (its "ended" crossed this cancel): nothing plays, but the main thread waits.
+          const reply = { type: "cancelled", stream: message.stream, frame: currentFrame, played: null };
+          this.port.postMessage(reply);
         }
         break;
     }
@@ -88,8 +99,26 @@ class VoxwirePlayer extends AudioWorkletProcessor {
       }
     }
     out.fill(0, i);
+    this.fadeOut(out);
     this.report(out);
     return true;
+  }
+
+  /** Mix the fading streams in: each sample times a gain that falls linearly to zero over the fade. */
+  fadeOut(out) {
+    for (const fade of this.fading) {
+      const stream = fade.stream;
+      for (let k = 0; k < out.length && fade.left > 0; k++) {
+        const chunk = stream.chunks[0];
+        out[k] += chunk[stream.readPos] * (fade.left / (fade.total + 1));
+        fade.left--;
+        if (++stream.readPos === chunk.length) {
+          stream.chunks.shift();
+          stream.readPos = 0;
+        }
+      }
+    }
+    this.fading = this.fading.filter((fade) => fade.left > 0);
   }
 
   /** About every statusFrames frames while something is queued (and once on going idle): level and buffer. */

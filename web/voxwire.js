@@ -12,6 +12,8 @@ import { decode, encode } from "./vendor/msgpack.mjs";
 
 const WORKLET_URL = new URL("./voxwire-worklet.js", import.meta.url);
 const STATUS_INTERVAL_S = 0.05;
+/** A cancelled stream fades to silence over this long instead of stopping mid-waveform (a click). */
+const FADE_MS = 20;
 const TAP_BATCH_FRAMES = 2048;
 
 /**
@@ -112,6 +114,7 @@ class Player {
       processorOptions: {
         jitterFrames: Math.round((jitterMs / 1000) * context.sampleRate),
         statusFrames: Math.round(STATUS_INTERVAL_S * context.sampleRate),
+        fadeFrames: Math.round((FADE_MS / 1000) * context.sampleRate),
       },
     });
     this.output = context.createGain();
@@ -219,7 +222,7 @@ export class VoxwireClient extends EventTarget {
    *   AudioContext's, which needs no resampling; another rate is resampled linearly to the context's.
    * @returns {VoxwireStream}
    */
-  stream({ voice, speed, sampleRate } = {}) {
+  stream({ voice, speed, sampleRate, words } = {}) {
     if (!this.connected) throw new VoxwireError("disconnected", "voxwire: not connected");
     if (this.draining) throw new VoxwireError("draining", "voxwire: the server is draining; connect again");
     if (this.audioContext.state === "suspended") this.audioContext.resume();
@@ -233,13 +236,14 @@ export class VoxwireClient extends EventTarget {
       voice,
       speed,
       sample_rate: sampleRate ?? this.audioContext.sampleRate,
+      words: words || undefined,
     });
     return stream;
   }
 
-  /** Interrupt: silence and cancel every stream of this connection. */
+  /** Interrupt: silence and cancel every stream of this connection; resolves with each one's heard text. */
   cancelAll() {
-    for (const stream of this.streams.values()) stream.cancel();
+    return Promise.all([...this.streams.values()].map((stream) => stream.cancel()));
   }
 
   /** Close the connection and take the player out of the audio graph (the AudioContext stays open). */
@@ -321,8 +325,10 @@ export class VoxwireClient extends EventTarget {
 /**
  * One utterance. Events: `firstaudio` ({ms: from the first text() to the first sample played, receivedMs: to
  * the first chunk received}), `chunk` ({seq, offset, sampleRate, pcm: Int16Array}), `level` ({rms}),
- * `underrun` ({count}), `done` (the server's done: {reason, chunks, samples, ttfa_ms}), `error`
- * ({code, message}), `ended` ({cancelled}: its last sample has played, or it was cancelled).
+ * `underrun` ({count}), `done` (the server's done: {reason, chunks, samples, ttfa_ms, heard, heardChars}),
+ * `words` ({words: [{text, start, end, startChar, endChar}]}: word timings, for a stream opened with
+ * `words: true`; samples of the stream, characters of the text sent), `error` ({code, message}), `ended`
+ * ({cancelled}: its last sample has played, or it was cancelled).
  */
 export class VoxwireStream extends EventTarget {
   constructor(client, id) {
@@ -344,6 +350,13 @@ export class VoxwireStream extends EventTarget {
     this.nextSeq = 0;
     this.waiting = new Map();
     this.resampler = null;
+    /** All the text sent, and the words timed so far: [{text, start, end, endChar}] (with `words: true`). */
+    this.sentText = "";
+    this.words = [];
+    this.sampleRate = null;
+    this.heard = null;
+    this.cancelling = null;
+    this.settleCancel = null;
   }
 
   /** Send text; `final` ends the input, `flush` speaks what is buffered now without ending it. */
@@ -351,6 +364,7 @@ export class VoxwireStream extends EventTarget {
     if (this.inputClosed) throw new VoxwireError("stream_closed", `stream ${this.id} takes no more text`);
     this.firstTextAt ??= performance.now();
     this.inputClosed = final;
+    this.sentText += text;
     this.client.send({ type: "text", stream: this.id, text, final, flush });
   }
 
@@ -359,13 +373,62 @@ export class VoxwireStream extends EventTarget {
     this.text("", { final: true });
   }
 
-  /** Silence this stream now (the player drops it before its next render quantum), then tell the server. */
+  /**
+   * Silence this stream now (a 20 ms fade), then tell the server how much was played. Resolves with
+   * {heard, heardChars}: the text up to the last word heard (the server's `done.heard`; for a stream whose
+   * `done` came earlier, from its word timings); null when the stream had already ended.
+   */
   cancel() {
-    if (this.cancelled || this.playerDone) return;
+    if (this.cancelling) return this.cancelling;
+    if (this.playerDone) return Promise.resolve(this.heard);
     this.cancelled = true;
     this.inputClosed = true;
+    this.cancelling = new Promise((resolve) => (this.settleCancel = resolve));
     this.client.player.send({ type: "cancel", stream: this.id });
-    if (!this.serverDone && this.client.connected) this.client.send({ type: "cancel", stream: this.id });
+    return this.cancelling;
+  }
+
+  /** The player has stopped the stream after `played` frames (at the context's rate; null: unknown). */
+  cancelledAt(played) {
+    const rate = this.sampleRate ?? this.client.audioContext.sampleRate;
+    const contextRate = this.client.audioContext.sampleRate;
+    const samples = played === null ? undefined : Math.round((played * rate) / contextRate);
+    if (!this.serverDone && this.client.connected) {
+      this.client.send({ type: "cancel", stream: this.id, played: samples });
+      return;
+    }
+    const heardChars = samples === undefined ? this.sentText.length : this.heardBy(samples);
+    this.settle({ heard: this.sentText.slice(0, heardChars), heardChars });
+  }
+
+  /** Characters of the text heard by sample `played`: through the last word that ended by then. */
+  heardBy(played) {
+    let chars = 0;
+    for (const word of this.words) if (word.end <= played) chars = word.endChar;
+    return chars;
+  }
+
+  /** The playhead, in samples of the stream: time spent playing on the audio clock (underruns left out). */
+  position() {
+    const contextRate = this.client.audioContext.sampleRate;
+    const now = Math.round(this.client.audioContext.currentTime * contextRate);
+    let frames = 0;
+    let since = null;
+    for (const { event, frame } of this.playback) {
+      if (event === "started" || event === "resumed") since = frame;
+      else if (since !== null) {
+        frames += frame - since;
+        since = null;
+      }
+    }
+    if (since !== null) frames += Math.max(0, now - since);
+    return Math.round((frames * (this.sampleRate ?? contextRate)) / contextRate);
+  }
+
+  settle(heard) {
+    this.heard = heard;
+    this.settleCancel?.(heard);
+    this.settleCancel = null;
   }
 
   receiveChunk(frame) {
@@ -386,6 +449,8 @@ export class VoxwireStream extends EventTarget {
       });
     }
     const pcm = pcm16(frame.audio);
+    this.sampleRate = frame.sample_rate;
+    if (frame.words) this.timeWords(frame.words);
     this.chunks++;
     this.samples += pcm.length;
     this.client.stats.chunks++;
@@ -399,6 +464,20 @@ export class VoxwireStream extends EventTarget {
     this.emit("chunk", { seq: frame.seq, offset: frame.offset, sampleRate: frame.sample_rate, pcm });
   }
 
+  /** Words of a chunk, [text, start, end] each: placed in the text sent, and announced (`words`). */
+  timeWords(words) {
+    let from = this.words.length ? this.words[this.words.length - 1].endChar : 0;
+    const added = [];
+    for (const [text, start, end] of words) {
+      const at = this.sentText.indexOf(text, from);
+      const endChar = at === -1 ? from : at + text.length;
+      from = endChar;
+      added.push({ text, start, end, startChar: at === -1 ? from : at, endChar });
+    }
+    this.words.push(...added);
+    this.emit("words", { words: added });
+  }
+
   receiveDone(frame) {
     this.serverDone = true;
     this.inputClosed = true;
@@ -409,7 +488,11 @@ export class VoxwireStream extends EventTarget {
       const message = `done counts ${chunks} chunks and ${samples} samples, ${received}`;
       this.emit("error", { code: "missing_chunks", message });
     }
-    this.emit("done", { reason, chunks, samples, ttfa_ms });
+    const heard = { heard: frame.heard, heardChars: frame.heard_chars };
+    this.emit("done", { reason, chunks, samples, ttfa_ms, ...heard });
+    if (this.cancelled && reason === "cancelled") {
+      this.settle({ heard: frame.heard ?? null, heardChars: frame.heard_chars ?? null });
+    }
     this.forgetWhenOver();
   }
 
@@ -430,7 +513,7 @@ export class VoxwireStream extends EventTarget {
     this.forgetWhenOver();
   }
 
-  fromPlayer({ type, frame }) {
+  fromPlayer({ type, frame, played }) {
     this.playback.push({ event: type, frame });
     switch (type) {
       case "started": {
@@ -442,8 +525,11 @@ export class VoxwireStream extends EventTarget {
         this.underruns++;
         this.emit("underrun", { count: this.underruns });
         break;
-      case "ended":
       case "cancelled":
+        this.cancelledAt(played);
+      // falls through
+      case "ended":
+        if (this.playerDone) break;
         this.playerDone = true;
         this.emit("ended", { cancelled: type === "cancelled" });
         this.forgetWhenOver();
