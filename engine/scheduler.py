@@ -82,6 +82,9 @@ STEADY_WINDOW_FRAMES = 64
 LARGE_WINDOW_FRAMES = 128
 """Windows for a stream whose listener holds enough audio: on a CPU, 10 to 20 % less compute per second of
 audio than steady windows (with larger chunks of flow, docs/benchmarks.md), in steps twice as long."""
+ASAP_WINDOW_FRAMES = 256
+"""Windows of an ``asap`` stream after its first: no listener waits on them, so the largest, for the least
+compute per second of audio (the decoder's context margin and per-step cost spread over more frames)."""
 MAX_ROUNDS = 64
 """Most windows one stream gives to a single batch."""
 
@@ -211,13 +214,22 @@ class _Stream:
         assert not isinstance(head, Pause), "a pause at the front of the text"
         return head
 
-    def take_window(self, large: bool) -> WindowItem:
-        """The next window of the oldest latent: its first window as planned, then steady or large ones."""
+    def window_frames(self, now: float, large_ahead_s: float) -> int:
+        """The size of the stream's next window, unless its first: large while its listener holds at least
+        ``large_ahead_s`` of audio, the largest for an asap stream."""
+        if self.first_audio_at is None:
+            return STEADY_WINDOW_FRAMES
+        if self.spec.asap:
+            return ASAP_WINDOW_FRAMES
+        return LARGE_WINDOW_FRAMES if self.deadline() - now >= large_ahead_s else STEADY_WINDOW_FRAMES
+
+    def take_window(self, frames: int) -> WindowItem:
+        """The next window of the oldest latent: its first window as planned, then ``frames`` long."""
         cursor = self.latents[0]
         if isinstance(cursor, _Silence):
             return self._take_silence(cursor)
         start = cursor.start
-        size = LARGE_WINDOW_FRAMES if large and cursor.size == STEADY_WINDOW_FRAMES else cursor.size
+        size = frames if cursor.size == STEADY_WINDOW_FRAMES else cursor.size
         end = min(start + size, cursor.latent.frames)
         samples = (end - start) * self.spec.hop_length
         item = WindowItem(self.key, cursor.latent, WindowSpec(start, end), samples)
@@ -495,10 +507,7 @@ class Scheduler:
         for _ in range(MAX_ROUNDS):
             next_round: list[_Stream] = []
             for stream in chosen:
-                large = stream.first_audio_at is not None and (
-                    stream.spec.asap or stream.deadline() - now >= self.config.large_window_ahead_s
-                )
-                item = stream.take_window(large)
+                item = stream.take_window(stream.window_frames(now, self.config.large_window_ahead_s))
                 items.append(item)
                 stream.windows_in_flight += 1
                 self._queued_frames -= item.spec.frames

@@ -61,7 +61,7 @@ class Voice:
         default_params: SynthesisParams,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
-        window_sizes: Sequence[int] = (16, 32, 64, 128),
+        window_sizes: Sequence[int] = (16, 32, 64, 128, 256),
         flow_in_encode: bool | None = None,
         flow_chunk_frames: int | None = 256,
         max_sentence_ids: int = MAX_SENTENCE_IDS,

@@ -23,8 +23,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from voxwire.engine.budget import AudioBudget
 from voxwire.engine.errors import Overloaded, UnknownVoice
+from voxwire.engine.scheduler import FIRST_WINDOW_FRAMES
 from voxwire.engine.worker import EngineWorker
 from voxwire.protocol import (
+    Bounds,
     Cancel,
     ClientFrame,
     CloseCode,
@@ -32,6 +34,8 @@ from voxwire.protocol import (
     Error,
     ErrorCode,
     Hello,
+    Options,
+    Pace,
     ProtocolError,
     Start,
     StreamTable,
@@ -44,7 +48,7 @@ from voxwire.server.metrics import Metrics
 from voxwire.server.outbox import Outbox
 from voxwire.server.segmenter import SegmenterConfig, SentenceSegmenter
 from voxwire.server.settings import Settings
-from voxwire.server.stream import StreamSession
+from voxwire.server.stream import StreamOptions, StreamSession
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +239,22 @@ class Connection:
         session.start()
 
     def _new_session(self, start: Start, voice: str) -> StreamSession:
+        options = self._hello.options or Options()
+        first_window = FIRST_WINDOW_FRAMES
+        if start.first_chunk_ms is not None:
+            _check_bounds("first_chunk_ms", start.first_chunk_ms, options.first_chunk_ms, start.stream)
+            first_window = self._worker.first_window_frames(voice, start.first_chunk_ms)
+        delay_ms = start.max_buffer_delay_ms
+        if delay_ms is not None:
+            _check_bounds("max_buffer_delay_ms", delay_ms, options.max_buffer_delay_ms, start.stream)
         try:
-            engine = self._worker.open_stream(voice, start.speed or 1.0, self._budget)
+            engine = self._worker.open_stream(
+                voice,
+                start.speed or 1.0,
+                self._budget,
+                asap=start.pace is Pace.ASAP,
+                first_window_frames=first_window,
+            )
         except (Overloaded, UnknownVoice) as error:
             code = ErrorCode.OVERLOADED if isinstance(error, Overloaded) else ErrorCode.UNKNOWN_VOICE
             raise ProtocolError(code, str(error), start.stream) from error
@@ -251,6 +269,9 @@ class Connection:
             segmenter,
             self._metrics,
             on_end=self._stream_ended,
+            options=StreamOptions(
+                start.encoding, None if delay_ms is None else delay_ms / 1000, words=start.words
+            ),
         )
 
     def _stream_ended(self, session: StreamSession) -> None:
@@ -260,3 +281,15 @@ class Connection:
             self._busy.clear()
             self._idle.set()
             self.idle_since = time.monotonic()
+
+
+def _check_bounds(name: str, value: int, bounds: Bounds | None, stream: str) -> None:
+    """A ``start`` option within the bounds this server announces in ``hello.options``."""
+    if bounds is None:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"{name}: this server does not take it", stream)
+    if not bounds.min <= value <= bounds.max:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD,
+            f"{name} must be from {bounds.min} to {bounds.max} on this server, got {value}",
+            stream,
+        )

@@ -16,7 +16,17 @@ from collections.abc import Callable
 from voxwire import __version__
 from voxwire.engine.build import VoiceLoader, build_engine, load_configured_voice
 from voxwire.engine.worker import EngineWorker
-from voxwire.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Hello, Limits, VoiceInfo
+from voxwire.protocol import (
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    Bounds,
+    Encoding,
+    Hello,
+    Limits,
+    Options,
+    Pace,
+    VoiceInfo,
+)
 from voxwire.server.connection import Connection
 from voxwire.server.metrics import Metrics
 from voxwire.server.readiness import CapacityGate, Load, State
@@ -25,6 +35,21 @@ from voxwire.server.settings import Settings
 log = logging.getLogger(__name__)
 
 COMMON_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+MAX_BUFFER_DELAY_MS = 10_000
+"""The longest a stream may ask its text to wait for a sentence end (``start.max_buffer_delay_ms``)."""
+
+
+def _options(worker: EngineWorker) -> Options:
+    """What ``start`` may ask of this server beyond the spec's fields (``hello.options``)."""
+    smallest, default, largest = worker.first_window_bounds_ms()
+    return Options(
+        paces=tuple(Pace),
+        encodings=tuple(Encoding),
+        max_buffer_delay_ms=Bounds(0, MAX_BUFFER_DELAY_MS),
+        first_chunk_ms=Bounds(smallest, largest, default),
+        breaks=True,
+        words=True,
+    )
 
 
 class Hub:
@@ -72,7 +97,8 @@ class Hub:
         if self.worker is None:
             return Load(in_use=0, capacity=float("inf"))
         stats = self.worker.stats()
-        return Load(in_use=stats.streams, capacity=stats.capacity_streams)
+        # asap streams use spare capacity only and are not admitted by it: they do not fill a replica.
+        return Load(in_use=stats.streams - stats.asap_streams, capacity=stats.capacity_streams)
 
     async def drain(self) -> None:
         """Graceful shutdown: tell every connection (``draining``), refuse new streams, let open ones finish
@@ -104,11 +130,12 @@ class Hub:
         stats = self.worker.stats()
         m = self.metrics
         m.engine_streams.set(stats.streams)
+        m.engine_asap.set(stats.asap_streams)
         m.engine_queue.labels(kind="segments").set(stats.queued_texts)
         m.engine_queue.labels(kind="windows").set(stats.queued_windows)
         m.engine_paused.set(stats.paused_streams)
         m.engine_capacity.set(stats.capacity_streams if stats.capacity_streams != float("inf") else -1)
-        m.capacity_used.set(Load(in_use=stats.streams, capacity=stats.capacity_streams).used)
+        m.capacity_used.set(self.load().used)
         m.ready.set(1 if self.readiness() is State.READY else 0)
 
     async def _load_engine(self) -> None:
@@ -138,6 +165,7 @@ class Hub:
                 ping_interval_ms=round(settings.ping_interval_s * 1000),
                 ping_timeout_ms=round(settings.ping_timeout_s * 1000),
             ),
+            options=_options(worker),
             notices=("draining",),
         )
         self.worker = worker

@@ -29,6 +29,9 @@ class Metrics:
         self.engine_streams = Gauge(
             "voxwire_engine_streams", "Streams known to the engine worker", registry=r
         )
+        self.engine_asap = Gauge(
+            "voxwire_engine_asap_streams", "Streams made as fast as spare capacity allows", registry=r
+        )
         self.engine_queue = Gauge("voxwire_engine_queue", "Work queued in the engine", ["kind"], registry=r)
         self.engine_paused = Gauge(
             "voxwire_engine_paused_streams",

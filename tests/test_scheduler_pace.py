@@ -10,6 +10,7 @@ import pytest
 
 from tests.test_scheduler import HOP, RATE, latent, opened, sentences, spec, windows
 from voxwire.engine.scheduler import (
+    ASAP_WINDOW_FRAMES,
     FIRST_WINDOW_FRAMES,
     LARGE_WINDOW_FRAMES,
     STEADY_WINDOW_FRAMES,
@@ -48,7 +49,7 @@ def test_asap_work_runs_while_realtime_streams_wait_on_their_look_ahead() -> Non
     made = [windows(sched, 0.0)[0] for _ in range(6)]  # the asap stream is not held by look-ahead
     assert [stream for stream, _, _ in made] == [2] * 6
     assert sum(frames for _, _, frames in made) * HOP / RATE > 1.0  # more than max_ahead_s ahead
-    assert [frames for _, _, frames in made[1:]] == [LARGE_WINDOW_FRAMES] * 5  # after its first window
+    assert [frames for _, _, frames in made[1:]] == [ASAP_WINDOW_FRAMES] * 5  # after its first window
     assert windows(sched, 0.8)[0][0] == 1  # as soon as the realtime stream is due, it goes first
 
 
@@ -79,7 +80,7 @@ def test_asap_streams_share_spare_capacity_by_audio_made() -> None:
     for _ in range(12):  # of the 18 windows the two latents make
         for stream, _, frames in windows(sched, 0.0):
             made[stream] += frames
-    assert abs(made[1] - made[2]) <= LARGE_WINDOW_FRAMES
+    assert abs(made[1] - made[2]) <= ASAP_WINDOW_FRAMES
 
 
 def test_a_pause_is_exact_silence_in_its_place_between_sentences() -> None:
