@@ -213,7 +213,17 @@ def run_step(server: ServerProcess, mode: str, streams: int, shape: LoadShape) -
         batch_sentences=batch_mean(before, after, "sentences"),
     )
     print(f"  {mode:>3} {streams:>5} streams: {summary(step)}", file=sys.stderr, flush=True)
+    print_server_errors(server)
     return step
+
+
+def print_server_errors(server: ServerProcess) -> None:
+    """The server's log lines of errors so far (its last lines are kept), so that a failure is explained."""
+    lines = list(server.log)
+    for index, line in enumerate(lines):
+        if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback"):
+            print("  server: " + "\n  server: ".join(lines[index : index + 30]), file=sys.stderr, flush=True)
+            return
 
 
 def warm_up(server: ServerProcess, shape: LoadShape) -> None:

@@ -22,7 +22,14 @@ import sys
 import time
 from dataclasses import dataclass
 
-from capacity import LoadShape, machine, markdown, replies_of, wait_idle  # bench/capacity.py, beside this
+from capacity import (  # bench/capacity.py, beside this
+    LoadShape,
+    machine,
+    markdown,
+    print_server_errors,
+    replies_of,
+    wait_idle,
+)
 
 from voxwire.loadtest import LoadReport, Outcome, run_load
 from voxwire.loadtest.corpus import BUILTIN_REPLIES
@@ -163,6 +170,7 @@ def main() -> int:
                 report, tally = asyncio.run(loaded_run(server.ws_url, realtime, shape, asap))
                 rows.append(load_row(realtime, asap, report, tally))
                 print("  " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
+                print_server_errors(server)
         wait_idle(server)
         firsts = asyncio.run(first_audio(server.ws_url, args.trials))
     print(f"\nload average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
