@@ -225,3 +225,41 @@ def test_interrupt_fades_out_and_the_heard_text_is_what_played(demo: DemoPage) -
     assert len(ended) >= 3  # two seconds of speech
     assert heard == [{"heard": PARAGRAPH[: ended[-1]["endChar"]], "heardChars": ended[-1]["endChar"]}]
     assert demo.page.inner_text("#heard").startswith("Heard:")
+
+
+def test_captions_highlight_the_word_at_the_audio_clock(demo: DemoPage) -> None:
+    index = demo.speak(PARAGRAPH)
+    demo.wait("(i) => voxwireDemo.streams[i].firstaudio !== null", index)
+    rate = demo.sample_rate
+    started = demo.record(index).frame("started")
+    checked = 0
+    for seconds in (1.0, 2.5, 4.0):
+        demo.wait_tapped(started + round(seconds * rate))
+        # The highlighted word and the audio clock, read in one go (the captions follow it frame by frame).
+        caption, frame = demo.page.evaluate(
+            "() => [voxwireDemo.caption, Math.round(voxwireDemo.client.audioContext.currentTime"
+            " * voxwireDemo.client.audioContext.sampleRate)]"
+        )
+        words = demo.page.evaluate("(i) => voxwireDemo.streams[i].stream.words", index)
+        stream_rate = demo.page.evaluate("(i) => voxwireDemo.streams[i].stream.sampleRate ?? null", index)
+        played = played_frames(demo.record(index).playback, frame) * (stream_rate or rate) / rate
+        heard = [i for i, word in enumerate(words) if word["start"] <= played]
+        assert caption["stream"] == demo.page.evaluate("(i) => voxwireDemo.streams[i].id", index)
+        assert heard and abs(caption["index"] - heard[-1]) <= 1, (caption, heard[-1], played)
+        shown = demo.page.inner_text("#captions").split()
+        assert shown[: len(words)] == [word["text"] for word in words][: len(shown)]
+        checked += 1
+    assert checked == 3
+
+
+def played_frames(playback: list[dict], frame: int) -> int:
+    """Frames of the audio clock before ``frame`` in which the player played the stream (its playhead)."""
+    total, begin = 0, None
+    for entry in playback:
+        if entry["frame"] > frame:
+            break
+        if entry["event"] in ("started", "resumed"):
+            begin = entry["frame"]
+        elif begin is not None:
+            total, begin = total + entry["frame"] - begin, None
+    return total + (frame - begin if begin is not None else 0)

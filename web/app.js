@@ -23,7 +23,7 @@ const ui = Object.fromEntries(
   [
     "status", "banner", "banner-text", "reconnect", "dismiss", "text", "voice", "speed", "speed-value",
     "speak", "speak-llm", "interrupt", "scope", "meter-fill", "ttfa", "buffered", "underruns", "chunks",
-    "server-info",
+    "server-info", "captions",
   ].map((id) => [id, document.getElementById(id)]),
 );
 
@@ -38,6 +38,7 @@ const demo = {
   streams: [],
   interruptFrame: null,
   heard: null,
+  caption: { stream: null, index: -1, position: 0 },
   chunks: 0,
   underruns: 0,
 };
@@ -194,6 +195,41 @@ function interrupt() {
   });
 }
 
+/** The stream the listener hears now: the oldest one playing whose playback has not ended. */
+function playingStream() {
+  return demo.streams.find((record) => record.firstaudio !== null && record.ended === null)?.stream ?? null;
+}
+
+const captions = { stream: null, spans: [], index: -1 };
+
+/** Live captions: the playing stream's words as they are timed, the one at the playhead highlighted (by
+ * the word timings and the audio clock, never by what has merely arrived). The last ones stay shown. */
+function renderCaptions() {
+  const stream = playingStream();
+  if (!stream) return;
+  if (stream !== captions.stream) {
+    Object.assign(captions, { stream, spans: [], index: -1 });
+    ui.captions.replaceChildren();
+  }
+  const words = stream.words;
+  while (captions.spans.length < words.length) {
+    const span = document.createElement("span");
+    span.textContent = words[captions.spans.length].text;
+    ui.captions.append(span, " ");
+    captions.spans.push(span);
+  }
+  const position = stream.position();
+  let index = -1;
+  while (index + 1 < words.length && words[index + 1].start <= position) index++;
+  if (index !== captions.index) {
+    captions.spans.forEach((span, i) => {
+      span.className = i < index ? "said" : i === index ? "now" : "";
+    });
+    captions.index = index;
+  }
+  demo.caption = { stream: stream.id, index, position };
+}
+
 function setStatus(state, label) {
   ui.status.dataset.state = state;
   ui.status.textContent = label;
@@ -255,6 +291,7 @@ function drawScope() {
     }
     g.stroke();
   }
+  renderCaptions();
   requestAnimationFrame(drawScope);
 }
 
