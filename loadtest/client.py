@@ -340,7 +340,7 @@ class ConnectionSession:
         stream = f"{slot.index}-{slot.spoken}"
         slot.spoken += 1
         state = self._tracker.open(
-            stream, slot=slot.index, text_chars=len(text), tokens=len(tokens), at=ctx.now()
+            stream, slot=slot.index, text_chars=len(text), tokens=len(tokens), at=ctx.now(), text=text
         )
         waker = self._wakers[stream] = asyncio.Event()
         ctx.active += 1
@@ -370,7 +370,9 @@ class ConnectionSession:
         """
         ctx, config = self._ctx, self._ctx.config
         connected = await self._send(
-            Start(state.stream, voice=config.voice, sample_rate=config.sample_rate, pace=config.pace)
+            Start(
+                state.stream, voice=config.voice, sample_rate=config.sample_rate, pace=config.pace, words=True
+            )
         )
         interval = 1 / config.token_rate
         first_at = ctx.now()
@@ -394,7 +396,7 @@ class ConnectionSession:
                     self._tracker.cancel_sent(state, now)
                     connected = await self._send(Cancel(state.stream))
                 else:
-                    self._tracker.text_sent(state, now)
+                    self._tracker.text_sent(state, now, len(tokens[sent]))
                     final = sent == len(tokens) - 1
                     connected = await self._send(Text(state.stream, tokens[sent], final=final))
                     sent += 1

@@ -15,13 +15,32 @@ The model (times in seconds, on any clock that all arrival times share):
 So a burst of chunks after a stall costs one underrun (the first chunk of the burst), not one per chunk, and
 with `jitter = 0` the client plays each late chunk the moment it arrives. The stall time a listener hears is
 the sum of `lateness + jitter` over the underruns.
+
+Why a stream ran dry (`underrun_causes`), from its word timings (`start.words`) and the times the client
+sent its text: the stall happened at chunk i, at sample `offset_i`, when the player needed it (`needed_i`).
+The word it waited for is the first word whose audio starts at or after `offset_i` (the words before it
+were already being heard, so the server had their text); with no such word (trailing silence), the last
+word. A server speaks a word only once it has the text of the phrase around it: `phrase_end` is how much
+of the reply that takes, through the next clause mark and the whitespace after it (a server that is
+running low cuts there), or a sentence end and the character after its whitespace, or else the whole
+reply (the last phrase waits for `final`). The underrun is the *text's* when the client had sent that much
+later than `needed_i - TEXT_MARGIN_S` (no server could have spoken the word in time), else the
+*server's*. A stream without word timings, or whose words cannot be found in order in its text, has
+underruns of unknown cause.
 """
 
+import bisect
+import enum
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
 TOLERANCE_S = 1e-6
+TEXT_MARGIN_S = 0.1
+"""Text sent less than this before its audio was needed is too late for any server: that underrun is the
+text's. About one engine step and a network hop."""
+_PHRASE_END = re.compile(r"""[,;:—]+\s|[.!?…]+["'”’)\]]*(?:\s+\S|\s*$)""")
 
 
 @dataclass(frozen=True)
@@ -39,6 +58,33 @@ class Underrun:
 
     index: int
     lateness_s: float
+
+
+class UnderrunCause(enum.StrEnum):
+    """Why the player ran dry (see the module doc)."""
+
+    TEXT = "text"
+    """The client had not sent the word's text in time: the text's pace."""
+    SERVER = "server"
+    """The text was there in time; the audio was not."""
+    UNKNOWN = "unknown"
+    """No word timings to tell."""
+
+
+@dataclass(frozen=True)
+class WordStart:
+    """A word of a stream as `chunk.words` gave it: its text and the sample where its audio starts."""
+
+    text: str
+    start: int
+
+
+@dataclass(frozen=True)
+class TextSent:
+    """A `text` frame: when it was sent (s) and how many characters of the reply had been sent with it."""
+
+    at: float
+    chars: int
 
 
 @dataclass(frozen=True)
@@ -76,3 +122,53 @@ def simulate_playback(arrivals: Sequence[ChunkArrival], sample_rate: int, jitter
 def inter_chunk_gaps(arrival_times: Sequence[float]) -> list[float]:
     """The time between each chunk's arrival and the previous one's (one fewer than the arrivals)."""
     return [later - earlier for earlier, later in pairwise(arrival_times)]
+
+
+def word_ends(text: str, words: Sequence[WordStart]) -> list[int] | None:
+    """The position in `text` just after each of `words`, found in order; None when one is not found."""
+    ends: list[int] = []
+    position = 0
+    for word in words:
+        found = text.find(word.text, position)
+        if found < 0:
+            return None
+        position = found + len(word.text)
+        ends.append(position)
+    return ends
+
+
+def phrase_end(text: str, position: int) -> int:
+    """How much of `text` a server needs to speak the word that ends at `position` (see the module doc)."""
+    match = _PHRASE_END.search(text, position)
+    return match.end() if match else len(text)
+
+
+def underrun_causes(
+    playback: Playback,
+    arrivals: Sequence[ChunkArrival],
+    sample_rate: int,
+    *,
+    text: str,
+    words: Sequence[WordStart],
+    sent: Sequence[TextSent],
+    margin_s: float = TEXT_MARGIN_S,
+) -> list[UnderrunCause]:
+    """The cause of each of `playback.underruns` (see the module doc).
+
+    `words` are in stream order, `sent` in time order with growing `chars`; all times on the arrivals' clock.
+    """
+    ends = word_ends(text, words) if words else None
+    if ends is None:
+        return [UnderrunCause.UNKNOWN for _ in playback.underruns]
+    starts = [word.start for word in words]
+    sent_chars = [frame.chars for frame in sent]
+    causes: list[UnderrunCause] = []
+    for underrun in playback.underruns:
+        chunk = arrivals[underrun.index]
+        needed = chunk.at - underrun.lateness_s
+        word = min(bisect.bisect_left(starts, chunk.offset), len(words) - 1)
+        frame = bisect.bisect_left(sent_chars, phrase_end(text, ends[word]))
+        sent_at = sent[frame].at if frame < len(sent) else float("inf")
+        late = sent_at > needed - margin_s
+        causes.append(UnderrunCause.TEXT if late else UnderrunCause.SERVER)
+    return causes

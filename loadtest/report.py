@@ -16,7 +16,9 @@ class LoadReport:
     """What a load run measured. Percentiles are nearest-rank (see `loadtest.stats`), over all processes.
 
     First audio runs from the first `text` frame sent to the first chunk's arrival; inter-chunk gaps, first
-    audio and underruns use the chunks that arrived before the client's `cancel`, if any. `x_real_time` is
+    audio and underruns use the chunks that arrived before the client's `cancel`, if any. Each underrun is
+    the text's pace's or the server's (or of unknown cause without word timings), as `loadtest.playback`
+    tells them apart. `x_real_time` is
     the audio received (seconds) over the run's wall time (from the first connection to the end).
     """
 
@@ -28,6 +30,9 @@ class LoadReport:
     gap_ms: Distribution
     underruns: int
     streams_with_underruns: int
+    underruns_text: int
+    underruns_server: int
+    underruns_unknown: int
     stall_ms: float
     cancel_to_done_ms: Distribution
     audio_s: float
@@ -46,6 +51,9 @@ class LoadReport:
             gap_ms=Distribution.of(gap for record in records for gap in record.gaps_ms),
             underruns=sum(record.underruns for record in records),
             streams_with_underruns=sum(1 for record in records if record.underruns),
+            underruns_text=sum(record.underruns_text for record in records),
+            underruns_server=sum(record.underruns_server for record in records),
+            underruns_unknown=sum(record.underruns_unknown for record in records),
             stall_ms=sum(record.stall_ms for record in records),
             cancel_to_done_ms=Distribution.of(
                 r.cancel_to_done_ms for r in records if r.cancel_to_done_ms is not None
@@ -84,8 +92,8 @@ class LoadReport:
             ("inter-chunk gap (ms)", _distribution(self.gap_ms, ("p50", "p99", "max"))),
             (
                 "underruns",
-                f"{self.underruns} in {self.streams_with_underruns} streams "
-                f"(stall {self.stall_ms / 1000:.2f} s, jitter buffer {config.jitter_ms:g} ms)",
+                f"{self.underruns} in {self.streams_with_underruns} streams ({self._causes()}; "
+                f"stall {self.stall_ms / 1000:.2f} s, jitter buffer {config.jitter_ms:g} ms)",
             ),
             ("cancel to done (ms)", _distribution(self.cancel_to_done_ms, ("p50", "p99", "max"))),
             ("errors", _counts(result.errors)),
@@ -95,6 +103,10 @@ class LoadReport:
         ]
         width = max(len(name) for name, _ in rows) + 2
         return "\n".join(f"{name:<{width}}{value}" for name, value in rows)
+
+    def _causes(self) -> str:
+        causes = f"text pace: {self.underruns_text}, server: {self.underruns_server}"
+        return causes + (f", unknown: {self.underruns_unknown}" if self.underruns_unknown else "")
 
     def to_dict(self) -> dict[str, Any]:
         """The figures as JSON-ready values; the raw per-stream records too when there are few enough."""
@@ -114,6 +126,9 @@ class LoadReport:
             "underruns": {
                 "count": self.underruns,
                 "streams": self.streams_with_underruns,
+                "text_pace": self.underruns_text,
+                "server": self.underruns_server,
+                "unknown": self.underruns_unknown,
                 "stall_ms": self.stall_ms,
             },
             "cancel_to_done_ms": asdict(self.cancel_to_done_ms),

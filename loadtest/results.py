@@ -89,6 +89,13 @@ class StreamRecord:
     errors: list[str] = field(default_factory=list)
     """Codes of the `error` frames for this stream, and client-side failures (`client:...`)."""
     violations: list[str] = field(default_factory=list)
+    underruns_text: int = 0
+    """Underruns the text's pace caused: the word the player waited for was sent too late (see
+    `loadtest.playback`)."""
+    underruns_server: int = 0
+    """Underruns whose word's text was sent in time: the server's."""
+    underruns_unknown: int = 0
+    """Underruns with no word timings to tell their cause."""
 
     @property
     def audio_s(self) -> float:

@@ -31,7 +31,15 @@ from voxwire.protocol import (
     ServerFrame,
 )
 
-from .playback import ChunkArrival, inter_chunk_gaps, simulate_playback
+from .playback import (
+    ChunkArrival,
+    TextSent,
+    UnderrunCause,
+    WordStart,
+    inter_chunk_gaps,
+    simulate_playback,
+    underrun_causes,
+)
 from .results import Outcome, StreamRecord, Violation
 
 ERROR_SETTLE_S = 1.0
@@ -60,6 +68,12 @@ class StreamState:
     sample_rate: int | None = None
     arrivals: list[ChunkArrival] = field(default_factory=list)
     """The chunks that arrived before any `cancel` (what the listener would hear)."""
+    text: str = ""
+    """The reply the client speaks on this stream (to find its words in)."""
+    sent: list[TextSent] = field(default_factory=list)
+    """Each `text` frame sent, with the reply's characters sent so far."""
+    words: list[WordStart] = field(default_factory=list)
+    """The word timings of `arrivals` (`chunk.words`), in order."""
     done: Done | None = None
     done_at: float | None = None
     lost: bool = False
@@ -106,18 +120,23 @@ class ConnectionTracker:
 
     # -- what the client sent --------------------------------------------------------------------------
 
-    def open(self, stream: str, *, slot: int, text_chars: int, tokens: int, at: float) -> StreamState:
-        """A `start` for `stream` was sent at `at`. Stream ids must be unique on a connection."""
+    def open(
+        self, stream: str, *, slot: int, text_chars: int, tokens: int, at: float, text: str = ""
+    ) -> StreamState:
+        """A `start` for `stream` was sent at `at`, to speak `text`. Stream ids must be unique on a
+        connection."""
         if stream in self._active or stream in self._ended:
             raise ValueError(f"stream id {stream!r} was already used on connection {self.connection}")
-        state = StreamState(stream, slot, text_chars, tokens, started_at=at, last_activity=at)
+        state = StreamState(stream, slot, text_chars, tokens, started_at=at, last_activity=at, text=text)
         self._active[stream] = state
         return state
 
-    def text_sent(self, state: StreamState, at: float) -> None:
+    def text_sent(self, state: StreamState, at: float, chars: int = 0) -> None:
+        """A `text` frame of `chars` characters of the reply was sent at `at`."""
         if state.first_text_at is None:
             state.first_text_at = at
         state.last_activity = at
+        state.sent.append(TextSent(at, (state.sent[-1].chars if state.sent else 0) + chars))
 
     def cancel_sent(self, state: StreamState, at: float) -> None:
         state.cancel_sent_at = at
@@ -181,6 +200,7 @@ class ConnectionTracker:
         state.last_activity = at
         if state.cancel_sent_at is None:
             state.arrivals.append(ChunkArrival(at=at, offset=chunk.offset, samples=chunk.samples))
+            state.words.extend(WordStart(text, start) for text, start, _ in chunk.words or ())
 
     def _done(self, done: Done, at: float) -> StreamState | None:
         state = self._stream_of(done.stream, Violation.DUPLICATE_DONE)
@@ -267,9 +287,13 @@ class ConnectionTracker:
             outcome = Outcome.UNFINISHED
         arrivals = state.arrivals
         underruns, stall_s, first_audio_ms = 0, 0.0, None
+        causes: list[UnderrunCause] = []
         if arrivals and state.sample_rate is not None:
             playback = simulate_playback(arrivals, state.sample_rate, self._jitter_s)
             underruns, stall_s = len(playback.underruns), playback.stall_s
+            causes = underrun_causes(
+                playback, arrivals, state.sample_rate, text=state.text, words=state.words, sent=state.sent
+            )
         if arrivals and state.first_text_at is not None:
             first_audio_ms = (arrivals[0].at - state.first_text_at) * 1000
         cancel_to_done_ms = None
@@ -295,4 +319,7 @@ class ConnectionTracker:
             server_ttfa_ms=state.done.ttfa_ms if state.done is not None else None,
             errors=state.errors,
             violations=state.violations,
+            underruns_text=causes.count(UnderrunCause.TEXT),
+            underruns_server=causes.count(UnderrunCause.SERVER),
+            underruns_unknown=causes.count(UnderrunCause.UNKNOWN),
         )

@@ -42,7 +42,14 @@ def record(**fields: Any) -> StreamRecord:
 def sample_result() -> RunResult:
     records = [
         record(first_audio_ms=100.0, gaps_ms=[10.0, 20.0]),
-        record(first_audio_ms=300.0, gaps_ms=[30.0], underruns=2, stall_ms=250.0),
+        record(
+            first_audio_ms=300.0,
+            gaps_ms=[30.0],
+            underruns=2,
+            stall_ms=250.0,
+            underruns_text=1,
+            underruns_server=1,
+        ),
         record(
             outcome=Outcome.CANCELLED,
             first_audio_ms=200.0,
@@ -77,6 +84,7 @@ def test_figures_come_from_the_records():
     )
     assert (report.gap_ms.count, report.gap_ms.p50, report.gap_ms.p99) == (3, 20.0, 30.0)
     assert (report.underruns, report.streams_with_underruns, report.stall_ms) == (2, 1, 250.0)
+    assert (report.underruns_text, report.underruns_server, report.underruns_unknown) == (1, 1, 0)
     assert (report.cancel_to_done_ms.count, report.cancel_to_done_ms.p50) == (1, 15.0)
     assert report.audio_s == pytest.approx(2.5)
     assert report.x_real_time == pytest.approx(1.25)
@@ -91,7 +99,9 @@ def test_table_shows_every_figure():
     assert figures["streams started"] == "5"
     assert figures["first audio (ms)"] == "p50 200.0  p95 300.0  p99 300.0  max 300.0  (n=3)"
     assert figures["inter-chunk gap (ms)"] == "p50 20.0  p99 30.0  max 30.0  (n=3)"
-    assert figures["underruns"] == "2 in 1 streams (stall 0.25 s, jitter buffer 100 ms)"
+    assert figures["underruns"] == (
+        "2 in 1 streams (text pace: 1, server: 1; stall 0.25 s, jitter buffer 100 ms)"
+    )
     assert figures["cancel to done (ms)"] == "p50 15.0  p99 15.0  max 15.0  (n=1)"
     assert figures["errors"] == "client:http_401 2, overloaded 1"
     assert figures["protocol violations"] == "seq_gap 1"
@@ -120,6 +130,14 @@ def test_json_holds_the_figures_and_records_but_not_the_token():
     }
     assert decoded["first_audio_ms"] == {"count": 3, "p50": 200.0, "p95": 300.0, "p99": 300.0, "max": 300.0}
     assert decoded["errors"] == {"client:http_401": 2, "overloaded": 1}
+    assert decoded["underruns"] == {
+        "count": 2,
+        "streams": 1,
+        "text_pace": 1,
+        "server": 1,
+        "unknown": 0,
+        "stall_ms": 250.0,
+    }
     assert decoded["percentiles"] == "nearest-rank"
     assert decoded["config"]["token_set"] is True
     assert "secret-token" not in json.dumps(figures)
@@ -164,3 +182,9 @@ def test_progress_rewrites_one_line_on_a_tty():
     board.finish()
     line = "[    0.0s] active 0  done 0  errors 0  first-audio p50 -  underruns 0"
     assert out.getvalue() == f"\r\x1b[K{line}\r\x1b[K{line}\n"
+
+
+def test_underruns_of_unknown_cause_show_only_when_there_are_some():
+    result = RunResult(records=[record(underruns=3, stall_ms=90.0, underruns_server=1, underruns_unknown=2)])
+    table = LoadReport.from_result(CONFIG, result).to_table()
+    assert "3 in 1 streams (text pace: 0, server: 1, unknown: 2; stall 0.09 s" in table

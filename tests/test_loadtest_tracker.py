@@ -167,6 +167,33 @@ def test_late_chunks_are_underruns_on_the_record():
     assert (record.underruns, record.stall_ms) == (1, pytest.approx(150.0))
 
 
+def test_underruns_are_told_apart_by_when_their_words_text_was_sent():
+    conn = Conn(jitter_s=0.1)
+    state = conn.tracker.open("s", slot=0, text_chars=9, tokens=3, at=0.0, text="Hi there.")
+    conn.tracker.text_sent(state, 0.0, 3)  # "Hi "
+    conn.tracker.text_sent(state, 0.05, 3)  # "the"
+    conn.tracker.text_sent(state, 0.9, 3)  # "re.": "there" is whole only at 0.9
+    words = (("Hi", 0, 900), ("there", 1000, 2500))
+    for seq, (at, timed) in enumerate([(0.0, words[:1]), (1.0, words[1:]), (1.05, ())]):
+        chunk = Chunk("s", seq, seq * 1000, RATE, b"\0\0" * 1000, words=timed or None)
+        conn.tracker.receive(chunk, at)
+    conn.done("s", at=1.1, chunks=3, samples=3000)
+    record = conn.tracker.close(state)
+    # Start 0.1; chunk 1 ("there") was needed at 0.2 and arrived at 1.0; its text was complete at 0.9.
+    assert (record.underruns, record.underruns_text, record.underruns_server) == (1, 1, 0)
+    assert [(sent.at, sent.chars) for sent in state.sent] == [(0.0, 3), (0.05, 6), (0.9, 9)]
+
+
+def test_an_underrun_without_word_timings_has_no_known_cause():
+    conn = Conn(jitter_s=0.1)
+    state = conn.stream()
+    for seq, at in enumerate([0.0, 0.25, 0.3]):
+        conn.chunk("s", seq, seq * 1000, at=at)
+    conn.done("s", at=0.35, chunks=3, samples=3000)
+    record = conn.tracker.close(state)
+    assert (record.underruns, record.underruns_unknown, record.underruns_text) == (1, 1, 0)
+
+
 def test_an_error_for_a_stream_wakes_it_and_a_refused_start_ends_as_error():
     conn = Conn()
     state = conn.stream()
