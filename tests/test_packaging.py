@@ -33,7 +33,12 @@ def test_the_wheel_installs_one_top_level_package_with_its_web_assets(tmp_path: 
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"voxwire"}
-    for path in ("voxwire/engine/scheduler.py", "voxwire/web/index.html", "voxwire/web/vendor/msgpack.mjs"):
+    for path in (
+        "voxwire/engine/scheduler.py",
+        "voxwire/web/index.html",
+        "voxwire/web/vendor/msgpack.mjs",
+        "voxwire/pipecat/tts.py",
+    ):
         assert path in names
 
 
