@@ -11,7 +11,7 @@ use audio faster than it plays), so its aggregate at a count is bounded by how m
 ``asap`` (``start.pace``) they are made as fast as the engine can, as piper-tts answers every request.
 Each pace in ``--paces`` is a row of its own, all in one run.
 
-Needs Flask for piper-tts's server (``pip install flask``).
+Needs Flask for piper-tts's server (``pip install -e ".[bench]"``).
 
     python bench/versus_piper.py [--clients 1 4 8 12 16] [--duration 30] [--paces realtime asap]
 """

@@ -16,7 +16,7 @@ espeak-ng's words (the space phonemes) map one to one onto the aligner's words.
 pocketsphinx's own error against hand-marked words is tens of ms, so the figures bound voxwire's error
 from above rather than measure it exactly.
 
-    pip install pocketsphinx
+    pip install -e ".[bench]"    # pocketsphinx
     python bench/word_accuracy.py [--token-rate 40] [--piper/--no-piper] [--json out.json]
 """
 
