@@ -70,6 +70,12 @@ def replies_of(sentences: int, corpus: Sequence[str] = BUILTIN_REPLIES) -> tuple
     return tuple(replies)
 
 
+def pct(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile of ``values`` (non-empty), as every bench table here reports it."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
 def process_cpu_s(pid: int) -> float:
     """CPU seconds (user + system, all threads) that process ``pid`` has used so far."""
     stat = Path(f"/proc/{pid}/stat").read_text()

@@ -26,6 +26,7 @@ from capacity import (  # bench/capacity.py, beside this
     LoadShape,
     machine,
     markdown,
+    pct,
     print_server_errors,
     replies_of,
     wait_idle,
@@ -136,11 +137,6 @@ async def first_audio(url: str, trials: int) -> dict[str, list[tuple[float, floa
     finally:
         await client.close()
     return results
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 def main() -> int:

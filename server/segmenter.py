@@ -165,9 +165,10 @@ class SentenceSegmenter:
         self._skip_leading_space()
         text, start = self._text, self._start
         word = clause = -1
-        for i in range(len(text) - 1, start, -1):
+        for i in range(len(text) - 1, start, -1):  # backwards: the first whitespace met is the last word's
             if text[i].isspace():
-                word = max(word, i)
+                if word == -1:
+                    word = i
                 if text[i - 1] in _CLAUSE_MARKS:
                     clause = i
                     break
