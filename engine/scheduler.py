@@ -214,25 +214,26 @@ class _Stream:
         assert not isinstance(head, Pause), "a pause at the front of the text"
         return head
 
-    def window_frames(self, now: float, large_ahead_s: float) -> int:
-        """The size of the stream's next window, unless its first: large while its listener holds at least
-        ``large_ahead_s`` of audio, the largest for an asap stream."""
+    def relaxed(self, now: float, large_ahead_s: float) -> bool:
+        """No listener waits on the stream's next window: an asap stream, or one whose listener holds at
+        least ``large_ahead_s`` of audio (never before its first audio)."""
         if self.first_audio_at is None:
-            return STEADY_WINDOW_FRAMES
-        if self.spec.asap:
-            return ASAP_WINDOW_FRAMES
-        return LARGE_WINDOW_FRAMES if self.deadline() - now >= large_ahead_s else STEADY_WINDOW_FRAMES
+            return False
+        return self.spec.asap or self.deadline() - now >= large_ahead_s
 
-    def take_window(self, frames: int) -> WindowItem:
-        """The next window of the oldest latent: its first window as planned, then ``frames`` long."""
+    def take_window(self, relaxed: bool) -> WindowItem:
+        """The next window of the oldest latent: its first window as planned; then steady, or while
+        ``relaxed`` large (the largest for an asap stream)."""
         cursor = self.latents[0]
         if isinstance(cursor, _Silence):
             return self._take_silence(cursor)
         start = cursor.start
-        size = frames if cursor.size == STEADY_WINDOW_FRAMES else cursor.size
+        size = cursor.size
+        if relaxed and size == STEADY_WINDOW_FRAMES:
+            size = ASAP_WINDOW_FRAMES if self.spec.asap else LARGE_WINDOW_FRAMES
         end = min(start + size, cursor.latent.frames)
         samples = (end - start) * self.spec.hop_length
-        item = WindowItem(self.key, cursor.latent, WindowSpec(start, end), samples)
+        item = WindowItem(self.key, cursor.latent, WindowSpec(start, end, relaxed), samples)
         cursor.start, cursor.size = end, STEADY_WINDOW_FRAMES
         if end == cursor.latent.frames:
             self.latents.popleft()
@@ -505,7 +506,7 @@ class Scheduler:
         for _ in range(MAX_ROUNDS):
             next_round: list[_Stream] = []
             for stream in chosen:
-                item = stream.take_window(stream.window_frames(now, self.config.large_window_ahead_s))
+                item = stream.take_window(stream.relaxed(now, self.config.large_window_ahead_s))
                 items.append(item)
                 stream.windows_in_flight += 1
                 self._queued_frames -= item.spec.frames

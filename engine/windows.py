@@ -12,6 +12,10 @@ class WindowSpec:
 
     start: int
     end: int
+    relaxed: bool = False
+    """No listener is waiting on this window (an asap stream, or one whose listener holds enough audio), so
+    the voice may take a longer step for less compute in all: it runs the flow to the end of the sentence
+    at once rather than in chunks (:meth:`engine.voice.Voice.decode_windows`)."""
 
     @property
     def frames(self) -> int:

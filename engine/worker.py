@@ -34,7 +34,7 @@ from voxwire.engine.budget import AudioBudget
 from voxwire.engine.errors import EngineBroken, Overloaded, UnknownVoice
 from voxwire.engine.handle import StreamHandle
 from voxwire.engine.latent import Latent, SynthesisParams
-from voxwire.engine.memory import release_free_memory
+from voxwire.engine.memory import hold_freed_memory, release_free_memory
 from voxwire.engine.scheduler import (
     FIRST_WINDOW_FRAMES,
     LARGE_WINDOW_FRAMES,
@@ -124,6 +124,7 @@ class EngineWorker:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        hold_freed_memory()  # steps reuse their memory; it goes back to the OS in idle moments
         self._threads = [
             threading.Thread(target=self._run, args=(index,), name=f"voxwire-engine-{index}", daemon=True)
             for index in range(self.workers)

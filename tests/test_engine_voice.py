@@ -166,6 +166,22 @@ def test_flow_runs_in_bounded_chunks_as_windows_need_it(voice: Voice, sentences)
     assert rel_l2(as_float(np.concatenate(pcm)), as_float(whole_decode(voice, eager))) < 1e-3
 
 
+def test_a_relaxed_window_runs_the_flow_to_the_sentences_end(voice: Voice, sentences) -> None:
+    """Once a window is relaxed the rest of the sentence's flow runs at once, and the audio is the same."""
+    ids = max(sentences, key=len)
+    (lazy,) = voice.encode([ids], [NO_NOISE])
+    (eager,) = voice.encode([ids], [NO_NOISE])
+    voice.complete([eager])
+    first, *rest = plan_windows(lazy.frames)
+    pcm = voice.decode_windows([(lazy, first)])
+    assert lazy.ready < lazy.frames  # an urgent first window: its own chunk of flow only
+    relaxed = [WindowSpec(window.start, window.end, relaxed=True) for window in rest]
+    pcm += voice.decode_windows([(lazy, relaxed[0])])
+    assert lazy.ready == lazy.frames
+    pcm += [voice.decode_windows([(lazy, window)])[0] for window in relaxed[1:]]
+    assert rel_l2(as_float(np.concatenate(pcm)), as_float(whole_decode(voice, eager))) < 1e-3
+
+
 def test_flow_in_encode_gives_final_latents(voice: Voice, sentences) -> None:
     (lazy,) = voice.encode(sentences[:1], [NO_NOISE])
     assert lazy.ready == 0  # on the CPU the flow waits for the windows

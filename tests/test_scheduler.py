@@ -92,6 +92,21 @@ def test_a_listener_holding_enough_audio_gets_large_windows() -> None:
     assert windows(sched, 2.5) == [(1, 288, STEADY_WINDOW_FRAMES)]  # played down to 0.38 s: steady again
 
 
+def test_windows_are_relaxed_exactly_while_the_listener_holds_enough_audio() -> None:
+    """Relaxed (the voice may then run a longer step, the flow to the sentence's end) never before the first
+    audio, and not once the listener is down to less than ``large_window_ahead_s``."""
+    sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1, large_window_ahead_s=1.0))
+    opened(sched, 1)
+    sentences(sched, 0.0, {1: [1000]})
+    relaxed = []
+    for now in (0.0, 0.0, 0.0, 0.0, 2.5):
+        batch = sched.schedule(now)
+        assert isinstance(batch, WindowBatch)
+        relaxed.append(batch.items[0].spec.relaxed)
+        sched.update(batch, [np.zeros(item.samples, np.int16) for item in batch.items], now)
+    assert relaxed == [False, False, False, True, False]
+
+
 def test_the_stream_ends_after_its_last_window_and_not_before() -> None:
     sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1))
     opened(sched, 1)
