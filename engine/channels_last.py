@@ -32,10 +32,17 @@ class Conv1d(nn.Conv1d):
         self.weight = nn.Parameter(time_major(self.weight.detach()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._pointwise:
+            # A 1x1 conv is a matmul over channels; torch sends a single-threaded one to its slow conv path.
+            return F.linear(x.transpose(1, 2), self.weight.squeeze(2), self.bias).transpose(1, 2)
         x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         weight = self.weight.unsqueeze(2)
         padding, dilation = (0, int(self.padding[0])), (1, self.dilation[0])  # int: checked at init
         return F.conv2d(x, weight, self.bias, (1, self.stride[0]), padding, dilation, self.groups).squeeze(2)
+
+    @property
+    def _pointwise(self) -> bool:
+        return self.kernel_size[0] == 1 and self.stride[0] == 1 and self.padding[0] == 0 and self.groups == 1
 
 
 class ConvTranspose1d(nn.ConvTranspose1d):

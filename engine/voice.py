@@ -23,6 +23,14 @@ WORD_CACHE = 8192
 
 _INT16_MAX = 32767.0
 
+CPU_WINDOW_SIZES = tuple(range(16, 257, 16))
+"""Decoder input shapes on a CPU, in kept frames: a window runs at the smallest that holds it, so a fine grid
+wastes little on padding (a sentence's last window has any length). Each shape's first use sets up its
+kernels (tens of ms, once: :meth:`Voice.warm_up`); batches are single windows there, so shapes cost no
+batching."""
+GPU_WINDOW_SIZES = (16, 32, 64, 128, 256)
+"""On a GPU, few shapes: windows batch together only at the same shape."""
+
 
 @dataclass(frozen=True)
 class VoiceInfo:
@@ -38,18 +46,20 @@ class Voice:
     Not thread-safe: latents are filled in by :meth:`decode_windows`; use a voice from one thread.
 
     Windows are decoded at fixed input shapes: a window of n kept frames runs at the smallest of
-    ``window_sizes`` that holds it (a larger window at its own size), padded and masked past the utterance.
+    ``window_sizes`` (by default per device: ``CPU_WINDOW_SIZES``, ``GPU_WINDOW_SIZES``) that holds it (a
+    larger window at its own size), padded and masked past the utterance.
 
     The flow (prior -> decoder input) runs where ``flow_in_encode`` says. True (the default on GPUs, where
     it is cheap and batches well): :meth:`encode` runs it over whole sentences. False (the default on
     CPUs, where it costs more than the rest of the sentence stage): :meth:`decode_windows` runs it just
     for the first window of a sentence, so the first audio waits only for a few dozen frames of flow; after
-    that in chunks of at least ``flow_chunk_frames`` (None: all the rest of the sentence at once). A
-    relaxed window (:class:`engine.windows.WindowSpec`) has the flow run to its sentence's end at once. Each chunk
-    recomputes the flow's context on both sides, so smaller chunks cost more in all, but they keep any one
-    engine step short: with chunks of 128 frames, a 560-frame sentence took 15 % more compute on a 2-core
+    that in chunks of at least ``flow_chunk_frames`` (None: all the rest of the sentence at once). Each
+    chunk recomputes the flow's context on both sides, so smaller chunks cost more in all, but they keep any
+    one engine step short: with chunks of 128 frames, a 560-frame sentence took 15 % more compute on a 2-core
     CPU, and its longest step fell from 173 ms to 105 ms (the second window, when the client holds only the
     first window's audio).
+    A relaxed window (:class:`engine.windows.WindowSpec`: its listener is not waiting on it) has the flow
+    run to its sentence's end at once, for the least compute.
     """
 
     def __init__(
@@ -62,7 +72,7 @@ class Voice:
         default_params: SynthesisParams,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
-        window_sizes: Sequence[int] = (16, 32, 64, 128, 256),
+        window_sizes: Sequence[int] | None = None,
         flow_in_encode: bool | None = None,
         flow_chunk_frames: int | None = 256,
         max_sentence_ids: int = MAX_SENTENCE_IDS,
@@ -71,6 +81,8 @@ class Voice:
         self.default_params = default_params
         self.device = device
         self.dtype = dtype
+        if window_sizes is None:
+            window_sizes = CPU_WINDOW_SIZES if device.type == "cpu" else GPU_WINDOW_SIZES
         self.window_sizes = tuple(sorted(window_sizes))
         self.hop_length = decoder.hop_length
         self.context_frames = decoder.context_frames
@@ -83,11 +95,12 @@ class Voice:
         self.decoder = decoder.to(device=device, dtype=dtype).eval()
         self._word_ids: dict[str, list[int]] = {}
 
-    def warm_up(self, rounds: int = 3) -> None:
-        """Run the sentence stage and every fixed window shape, with and without edge masks, a few times.
+    def warm_up(self, rounds: int = 1) -> None:
+        """Run the sentence stage, and every fixed window shape ``rounds`` times: a window at the edge of its
+        utterance on its own (the masked path), and off the CPU also a batch of two inside it.
 
-        The first calls at a new shape set up the conv kernels (oneDNN primitives, cuDNN algorithms) and
-        take several times longer; this keeps that cost out of the first requests.
+        The first call at a new shape sets up the conv kernels (oneDNN primitives, cuDNN algorithms) and
+        takes several times longer (tens of ms on a CPU); this keeps that cost out of the first requests.
         """
         ids = self.phonemize("Warm up.").sentences
         self.complete(self.encode(ids, [self.default_params] * len(ids)))
@@ -97,7 +110,9 @@ class Voice:
             latent = Latent(zeros, zeros, torch.zeros(0, dtype=torch.long), ready=frames)
             inside = WindowSpec(self.context_frames, self.context_frames + size)
             for _ in range(rounds):
-                self.decode_windows([(latent, inside), (latent, WindowSpec(0, size))])
+                self.decode_windows([(latent, WindowSpec(0, size))])
+                if self.device.type != "cpu":  # a CPU engine decodes one window a step (engine.build)
+                    self.decode_windows([(latent, inside)] * 2)
 
     def phonemize(self, text: str) -> Phonemized:
         """Phoneme ids per sentence, each at most ``max_sentence_ids`` long (a longer sentence is cut at a

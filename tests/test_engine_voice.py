@@ -72,6 +72,23 @@ def test_voice_info_and_defaults(voice: Voice) -> None:
     assert voice.default_params == SynthesisParams(noise_scale=0.667, noise_w=0.8, length_scale=1.0)
 
 
+def test_a_cpu_voice_pads_any_window_by_less_than_one_grid_step(
+    voice: Voice, latents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a CPU the decoder's shapes are a fine grid: a window of any length runs padded by under 16 frames,
+    and its audio is the same as at a larger shape."""
+    assert voice.device.type == "cpu"
+    sizes = voice.window_sizes
+    for frames in range(1, sizes[-1] + 1):
+        assert next(s for s in sizes if s >= frames) - frames < 16
+    latent = max(latents, key=lambda latent: latent.frames)
+    window = WindowSpec(5, 5 + 70)  # runs at 80 frames
+    (fine,) = voice.decode_windows([(latent, window)])
+    monkeypatch.setattr(voice, "window_sizes", (128,))
+    (padded,) = voice.decode_windows([(latent, window)])
+    assert rel_l2(as_float(fine), as_float(padded)) < 1e-4
+
+
 def test_phonemize_gives_piper_ids_with_long_sentences_cut(voice: Voice, piper: PiperVoice) -> None:
     text = " ".join(SPEECH)
     expected = [piece for ids in piper_ids(piper, text) for piece in split_ids(ids, 256, voice.layout)]
