@@ -345,13 +345,16 @@ class Scheduler:
 
     # -- the decision ----------------------------------------------------------------------------------
 
-    def schedule(self, now: float, *, asap: bool = True) -> Batch | None:
+    def schedule(self, now: float, *, asap: bool = True, relax: bool = True) -> Batch | None:
         """The batch to run now, or None when nothing is runnable: realtime work first, then (unless
-        ``asap`` is False) asap work."""
+        ``asap`` is False) asap work. With ``relax`` False no window is relaxed (steady-sized, its flow in
+        chunks), for a caller that keeps its steps short so that new streams need not wait long for it."""
         self._compact()
         self._release_held()
-        realtime = self._batch_of(self._realtime, now)
-        return realtime if realtime is not None or not asap else self._batch_of(self._asap, now)
+        realtime = self._batch_of(self._realtime, now, relax)
+        if realtime is not None or not asap:
+            return realtime
+        return self._batch_of(self._asap, now, relax)
 
     @property
     def realtime_streams(self) -> int:
@@ -436,7 +439,7 @@ class Scheduler:
 
     # -- batches ---------------------------------------------------------------------------------------
 
-    def _batch_of(self, queues: _Queues, now: float) -> Batch | None:
+    def _batch_of(self, queues: _Queues, now: float, relax: bool) -> Batch | None:
         """The most urgent work of one pace: a sentence batch or a window batch, or None."""
         sentence = self._peek(queues.sentences)
         window = self._peek_window(queues, now)
@@ -444,7 +447,7 @@ class Scheduler:
             return None
         if window is None or (sentence is not None and sentence[:2] <= window[:2]):
             return self._sentence_batch(queues.sentences)
-        return self._window_batch(queues, now)
+        return self._window_batch(queues, now, relax)
 
     def _sentence_batch(self, heap: list[_Entry]) -> SentenceBatch:
         """The most urgent sentence, and the next most urgent ones of its voice and about its length."""
@@ -478,7 +481,7 @@ class Scheduler:
         stream.version += 1  # out of both heaps while its sentence is in flight; update re-indexes it
         return SentenceItem(stream.key, text, stream.spec.params)
 
-    def _window_batch(self, queues: _Queues, now: float) -> WindowBatch:
+    def _window_batch(self, queues: _Queues, now: float, relax: bool) -> WindowBatch:
         """Most urgent windows first; a stream may give several windows while it stays within look-ahead.
 
         A stream that has produced no audio gives only its first window: that is enough to get audio out."""
@@ -506,7 +509,7 @@ class Scheduler:
         for _ in range(MAX_ROUNDS):
             next_round: list[_Stream] = []
             for stream in chosen:
-                item = stream.take_window(stream.relaxed(now, self.config.large_window_ahead_s))
+                item = stream.take_window(relax and stream.relaxed(now, self.config.large_window_ahead_s))
                 items.append(item)
                 stream.windows_in_flight += 1
                 self._queued_frames -= item.spec.frames

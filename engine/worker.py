@@ -303,10 +303,11 @@ class EngineWorker:
             with self._lock:
                 if self._stopping:
                     return None
-                # With realtime streams open, the first thread keeps off asap work: a new stream's first
-                # audio then never waits behind a long asap step on every thread.
+                # With realtime streams open, the first thread keeps to short steps (no asap work, no
+                # relaxed windows): a new stream's first audio then never waits behind a long step on
+                # every thread.
                 asap = index > 0 or self.workers == 1 or not self._scheduler.realtime_streams
-                batch = self._scheduler.schedule(self._clock(), asap=asap)
+                batch = self._scheduler.schedule(self._clock(), asap=asap, relax=asap)
                 if batch is not None:
                     return batch
                 release_in = self._release_in() if index == 0 else None

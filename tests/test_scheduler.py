@@ -107,6 +107,21 @@ def test_windows_are_relaxed_exactly_while_the_listener_holds_enough_audio() -> 
     assert relaxed == [False, False, False, True, False]
 
 
+def test_a_caller_keeping_short_steps_gets_no_relaxed_window() -> None:
+    sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1, large_window_ahead_s=1.0))
+    opened(sched, 1)
+    sentences(sched, 0.0, {1: [1000]})
+    for _ in range(3):
+        windows(sched, 0.0)  # 1.6 s held now: relaxed windows from here on, for callers that take them
+    short = sched.schedule(0.0, relax=False)
+    assert isinstance(short, WindowBatch)
+    assert [(item.spec.frames, item.spec.relaxed) for item in short.items] == [(STEADY_WINDOW_FRAMES, False)]
+    sched.update(short, [np.zeros(item.samples, np.int16) for item in short.items], 0.0)
+    long = sched.schedule(0.0)
+    assert isinstance(long, WindowBatch)
+    assert [(item.spec.frames, item.spec.relaxed) for item in long.items] == [(LARGE_WINDOW_FRAMES, True)]
+
+
 def test_the_stream_ends_after_its_last_window_and_not_before() -> None:
     sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1))
     opened(sched, 1)

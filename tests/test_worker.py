@@ -449,6 +449,34 @@ async def test_workers_run_their_batches_at_the_same_time() -> None:
     await worker.stop()
 
 
+async def test_the_first_thread_keeps_to_short_steps_while_realtime_streams_are_open() -> None:
+    """Relaxed windows (long steps) go to the other threads only, so a new stream waits at most one short
+    step for the first thread; both threads still do the work."""
+    decoded: list[tuple[str, bool]] = []
+
+    class RecordingVoice(FakeVoice):
+        def decode_windows(self, jobs: list[tuple[Latent, WindowSpec]]) -> list[np.ndarray]:
+            name = threading.current_thread().name
+            decoded.extend((name, window.relaxed) for _, window in jobs)
+            return super().decode_windows(jobs)
+
+    one_item = SchedulerConfig(max_ahead_s=1e9, workers=2, max_batch_windows=1, max_batch_sentences=1)
+    worker = EngineWorker([RecordingVoice()], one_item, workers=2)  # type: ignore[list-item]
+    worker.start()
+    streams = [worker.open_stream() for _ in range(4)]
+    for stream in streams:
+        for _ in range(6):
+            stream.add_text(" ".join(["word"] * 40))
+        stream.end_input()
+    for stream in streams:
+        assert len(await read_all(stream)) == 6 * 40 * 10 * HOP
+    await worker.stop()
+    threads = {name for name, _ in decoded}
+    assert threads == {"voxwire-engine-0", "voxwire-engine-1"}
+    assert any(relaxed for _, relaxed in decoded)
+    assert not any(relaxed for name, relaxed in decoded if name == "voxwire-engine-0")
+
+
 async def test_a_pause_is_exact_silence_between_the_audio_of_its_neighbours() -> None:
     voice = FakeVoice()
     worker = await started(voice, max_ahead_s=1e9, max_batch_windows=4)
