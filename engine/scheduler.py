@@ -593,7 +593,9 @@ class Scheduler:
         stream.version += 1
         self._queue_pauses(stream)
         queues = self._asap if stream.spec.asap else self._realtime
-        if stream.latents and not stream.held:
+        # A stream's windows run one batch at a time: with several compute threads, a second one taken while
+        # the first is in flight could finish first (audio out of order) and run the flow on the same latent.
+        if stream.latents and not stream.held and not stream.windows_in_flight:
             entry = (stream.started, stream.deadline(), stream.key, stream.version)
             heapq.heappush(queues.windows, entry)
         if (

@@ -122,6 +122,26 @@ def test_a_caller_keeping_short_steps_gets_no_relaxed_window() -> None:
     assert [(item.spec.frames, item.spec.relaxed) for item in long.items] == [(LARGE_WINDOW_FRAMES, True)]
 
 
+def test_a_streams_windows_are_never_in_flight_in_two_batches_at_once() -> None:
+    """With several compute threads, a stream re-indexed while its window is in flight (new text, its next
+    sentence done) must not hand out its next window to another thread: that one could finish first and
+    its audio go out of order, and both would run the flow on the same latent."""
+    sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1, max_batch_sentences=1))
+    opened(sched, 1)
+    sentences(sched, 0.0, {1: [90]})  # short: its next sentence is due as soon as there is one
+    in_flight = sched.schedule(0.0)
+    assert isinstance(in_flight, WindowBatch)
+    sched.add_text(1, "More text.")  # re-indexes the stream
+    next_sentence = sched.schedule(0.0)
+    assert isinstance(next_sentence, SentenceBatch)  # its next sentence may run beside the window
+    sched.update(next_sentence, [SentenceOutput(latent(200))], 0.0)  # re-indexes it again
+    assert sched.schedule(0.0) is None
+    sched.update(in_flight, [np.zeros(item.samples, np.int16) for item in in_flight.items], 0.0)
+    following = sched.schedule(0.0)
+    assert isinstance(following, WindowBatch)
+    assert following.items[0].spec.start == in_flight.items[0].spec.end
+
+
 def test_the_stream_ends_after_its_last_window_and_not_before() -> None:
     sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1))
     opened(sched, 1)
