@@ -50,6 +50,13 @@ class Tally:
     """First audio of each client's replies after its first: every client starts at once, and that burst
     (on a 2-core CPU the last of 8 starts waits for the 7 others' first audio) weighs on the p95 of a
     30-second round more than anything after it."""
+
+    def first_audio(self, started: float, turn: int) -> None:
+        """The first audio of a client's reply number ``turn`` (from 1), begun at ``started``."""
+        self.first_audio_ms.append((time.perf_counter() - started) * 1000)
+        if turn > 1:
+            self.later_first_audio_ms.append(self.first_audio_ms[-1])
+
     audio_s: float = 0.0
     refused: int = 0
     failed: int = 0
@@ -82,9 +89,7 @@ async def voxwire_client(url: str, index: int, until: float, tally: Tally, pace:
                     tally.failed += 1
                 continue
             if isinstance(first, Chunk):
-                tally.first_audio_ms.append((time.perf_counter() - started) * 1000)
-                if turn > 1:
-                    tally.later_first_audio_ms.append(tally.first_audio_ms[-1])
+                tally.first_audio(started, turn)
             result = await client.until_done(stream)
             if result.done is None or result.done.reason != "complete":
                 tally.failed += 1
@@ -107,9 +112,7 @@ def piper_client(url: str, index: int, until: float, tally: Tally) -> None:
         except (urllib.error.URLError, TimeoutError, ConnectionError):
             tally.failed += 1
             continue
-        tally.first_audio_ms.append((time.perf_counter() - started) * 1000)
-        if turn > 1:
-            tally.later_first_audio_ms.append(tally.first_audio_ms[-1])
+        tally.first_audio(started, turn)
         with wave.open(io.BytesIO(wav_bytes)) as wav:
             tally.audio_s += wav.getnframes() / wav.getframerate()
 

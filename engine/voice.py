@@ -108,10 +108,10 @@ class Voice:
             frames = size + 2 * self.context_frames
             zeros = torch.zeros(self.stage.flow_size, frames, device=self.device)
             latent = Latent(zeros, zeros, torch.zeros(0, dtype=torch.long), ready=frames)
-            inside = WindowSpec(self.context_frames, self.context_frames + size)
             for _ in range(rounds):
                 self.decode_windows([(latent, WindowSpec(0, size))])
                 if self.device.type != "cpu":  # a CPU engine decodes one window a step (engine.build)
+                    inside = WindowSpec(self.context_frames, self.context_frames + size)
                     self.decode_windows([(latent, inside)] * 2)
 
     def phonemize(self, text: str) -> Phonemized:

@@ -138,7 +138,8 @@ async def started(
     voice: FakeVoice, on_death: Callable[[str], None] | None = None, **config: Any
 ) -> EngineWorker:
     # FakeVoice is a duck-typed Voice.
-    worker = EngineWorker([voice], SchedulerConfig(**config), on_death=on_death)  # type: ignore[list-item]
+    scheduler = SchedulerConfig(**config)
+    worker = EngineWorker([voice], scheduler, on_death=on_death, workers=scheduler.workers)  # type: ignore[list-item]
     worker.start()
     return worker
 
@@ -415,8 +416,7 @@ async def test_symbols_a_voice_lacks_are_logged_once_per_stream(caplog: pytest.L
 
 async def test_several_workers_serve_every_stream_whole_and_in_order() -> None:
     voice = FakeVoice()
-    worker = EngineWorker([voice], SchedulerConfig(max_ahead_s=1e9, workers=3), workers=3)  # type: ignore[list-item]
-    worker.start()
+    worker = await started(voice, max_ahead_s=1e9, workers=3)
     streams = [worker.open_stream() for _ in range(8)]
     for index, stream in enumerate(streams):
         stream.add_text(" ".join(["word"] * (3 + index)))
@@ -436,9 +436,9 @@ async def test_workers_run_their_batches_at_the_same_time() -> None:
             both_inside.wait()  # passes only when two workers decode at once; else it breaks after 30 s
             return super().decode_windows(jobs)
 
-    one_item = SchedulerConfig(max_ahead_s=1e9, workers=2, max_batch_windows=1, max_batch_sentences=1)
-    worker = EngineWorker([MeetingVoice()], one_item, workers=2)  # type: ignore[list-item]
-    worker.start()
+    worker = await started(
+        MeetingVoice(), max_ahead_s=1e9, workers=2, max_batch_windows=1, max_batch_sentences=1
+    )
     streams = [worker.open_stream() for _ in range(2)]
     for stream in streams:
         stream.add_text("one two three four five")
@@ -460,9 +460,9 @@ async def test_the_first_thread_keeps_to_short_steps_while_realtime_streams_are_
             decoded.extend((name, window.relaxed) for _, window in jobs)
             return super().decode_windows(jobs)
 
-    one_item = SchedulerConfig(max_ahead_s=1e9, workers=2, max_batch_windows=1, max_batch_sentences=1)
-    worker = EngineWorker([RecordingVoice()], one_item, workers=2)  # type: ignore[list-item]
-    worker.start()
+    worker = await started(
+        RecordingVoice(), max_ahead_s=1e9, workers=2, max_batch_windows=1, max_batch_sentences=1
+    )
     streams = [worker.open_stream() for _ in range(4)]
     for stream in streams:
         for _ in range(6):
