@@ -233,7 +233,8 @@ class _Stream:
             size = ASAP_WINDOW_FRAMES if self.spec.asap else LARGE_WINDOW_FRAMES
         end = min(start + size, cursor.latent.frames)
         samples = (end - start) * self.spec.hop_length
-        item = WindowItem(self.key, cursor.latent, WindowSpec(start, end, relaxed), samples)
+        spec = WindowSpec(start, end, relaxed, urgent=not self.started)
+        item = WindowItem(self.key, cursor.latent, spec, samples)
         cursor.start, cursor.size = end, STEADY_WINDOW_FRAMES
         if end == cursor.latent.frames:
             self.latents.popleft()

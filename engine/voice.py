@@ -51,15 +51,16 @@ class Voice:
 
     The flow (prior -> decoder input) runs where ``flow_in_encode`` says. True (the default on GPUs, where
     it is cheap and batches well): :meth:`encode` runs it over whole sentences. False (the default on
-    CPUs, where it costs more than the rest of the sentence stage): :meth:`decode_windows` runs it just
-    for the first window of a sentence, so the first audio waits only for a few dozen frames of flow; after
-    that in chunks of at least ``flow_chunk_frames`` (None: all the rest of the sentence at once). Each
-    chunk recomputes the flow's context on both sides, so smaller chunks cost more in all, but they keep any
-    one engine step short: with chunks of 128 frames, a 560-frame sentence took 15 % more compute on a 2-core
-    CPU, and its longest step fell from 173 ms to 105 ms (the second window, when the client holds only the
-    first window's audio).
-    A relaxed window (:class:`engine.windows.WindowSpec`: its listener is not waiting on it) has the flow
-    run to its sentence's end at once, for the least compute.
+    CPUs, where it costs more than the rest of the sentence stage): :meth:`decode_windows` runs it as
+    windows need it, in chunks of at least ``flow_chunk_frames`` (None: all the rest of the sentence at
+    once). Each chunk recomputes the flow's context on both sides (the flow's receptive field), so smaller
+    chunks cost more in all, but they keep any one engine step short: with chunks of 128 frames, a 560-frame
+    sentence took 15 % more compute on a 2-core CPU, and its longest step fell from 173 ms to 105 ms (the
+    second window, when the client holds only the first window's audio).
+    Two kinds of window (:class:`engine.windows.WindowSpec`) change that: an urgent one (a stream's first
+    audio) has the flow run just as far as it reads, so the first audio waits only for a few dozen frames
+    of flow; a relaxed one (its listener is not waiting on it) has it run to its sentence's end at once, for
+    the least compute.
     """
 
     def __init__(
@@ -197,7 +198,7 @@ class Voice:
     def _run_flow_for(self, jobs: Sequence[tuple[Latent, WindowSpec]], by_size: dict[int, list[int]]) -> None:
         """Make ``z`` final wherever these windows read it: for a relaxed window, all of its sentence at
         once (each chunk computes the flow's context again: chunks cost up to twice the flow of the whole);
-        otherwise a sentence's first chunk of flow covers just its first window, later chunks at least
+        for an urgent one (a stream's first audio) just what it reads; otherwise chunks of at least
         ``flow_chunk_frames`` (or all the rest)."""
         latents: dict[int, Latent] = {}
         ends: dict[int, int] = {}
@@ -205,15 +206,18 @@ class Voice:
             for latent, window in (jobs[i] for i in indices):
                 needed = min(window.start + size + self.context_frames, latent.frames)
                 if needed > latent.ready:
-                    end = latent.frames if window.relaxed else self._flow_end(latent, needed)
+                    if window.relaxed:
+                        end = latent.frames
+                    elif window.urgent:
+                        end = needed
+                    else:
+                        end = self._flow_end(latent, needed)
                     latents[id(latent)] = latent
                     ends[id(latent)] = max(end, ends.get(id(latent), 0))
         self.stage.run_flow([latents[key] for key in ends], list(ends.values()))
 
     def _flow_end(self, latent: Latent, needed: int) -> int:
         """Where the chunk of flow that makes frames up to ``needed`` final should end."""
-        if latent.ready == 0:
-            return needed
         if self.flow_chunk_frames is None:
             return latent.frames
         end = max(needed, latent.ready + self.flow_chunk_frames)

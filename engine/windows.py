@@ -16,6 +16,9 @@ class WindowSpec:
     """No listener is waiting on this window (an asap stream, or one whose listener holds enough audio), so
     the voice may take a longer step for less compute in all: it runs the flow to the end of the sentence
     at once rather than in chunks (:meth:`engine.voice.Voice.decode_windows`)."""
+    urgent: bool = False
+    """A listener with nothing to play waits on this window (a stream's first audio), so the voice keeps
+    its step as short as it can: the flow runs only as far as this window reads."""
 
     @property
     def frames(self) -> int:

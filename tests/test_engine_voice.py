@@ -170,7 +170,8 @@ def test_flow_runs_in_bounded_chunks_as_windows_need_it(voice: Voice, sentences)
     chunk = voice.flow_chunk_frames
     assert chunk is not None and lazy.frames > 2 * chunk  # long enough to need several chunks
     readies, pcm = [], []
-    for window in plan_windows(lazy.frames):
+    first, *rest = plan_windows(lazy.frames)
+    for window in [WindowSpec(first.start, first.end, urgent=True), *rest]:
         before = lazy.ready
         pcm += voice.decode_windows([(lazy, window)])
         needed = min(window.end + voice.context_frames, lazy.frames)
@@ -183,6 +184,21 @@ def test_flow_runs_in_bounded_chunks_as_windows_need_it(voice: Voice, sentences)
     assert rel_l2(as_float(np.concatenate(pcm)), as_float(whole_decode(voice, eager))) < 1e-3
 
 
+def test_only_an_urgent_window_runs_the_flow_just_as_far_as_it_reads(voice: Voice, sentences) -> None:
+    """A stream's first window (urgent) waits only for the flow it reads; any other window of a sentence
+    not started runs a whole chunk at once, so the flow's context is recomputed at fewer chunk edges."""
+    ids = max(sentences, key=len)
+    chunk = voice.flow_chunk_frames
+    assert chunk is not None
+    first = plan_windows(1_000)[0]
+    reads = first.end + voice.context_frames
+    for urgent, expected in ((True, reads), (False, chunk)):
+        (latent,) = voice.encode([ids], [NO_NOISE])
+        assert latent.frames > chunk + reads
+        voice.decode_windows([(latent, WindowSpec(first.start, first.end, urgent=urgent))])
+        assert latent.ready == expected
+
+
 def test_a_relaxed_window_runs_the_flow_to_the_sentences_end(voice: Voice, sentences) -> None:
     """Once a window is relaxed the rest of the sentence's flow runs at once, and the audio is the same."""
     ids = max(sentences, key=len)
@@ -190,7 +206,7 @@ def test_a_relaxed_window_runs_the_flow_to_the_sentences_end(voice: Voice, sente
     (eager,) = voice.encode([ids], [NO_NOISE])
     voice.complete([eager])
     first, *rest = plan_windows(lazy.frames)
-    pcm = voice.decode_windows([(lazy, first)])
+    pcm = voice.decode_windows([(lazy, WindowSpec(first.start, first.end, urgent=True))])
     assert lazy.ready < lazy.frames  # an urgent first window: its own chunk of flow only
     relaxed = [WindowSpec(window.start, window.end, relaxed=True) for window in rest]
     pcm += voice.decode_windows([(lazy, relaxed[0])])

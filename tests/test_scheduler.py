@@ -107,6 +107,24 @@ def test_windows_are_relaxed_exactly_while_the_listener_holds_enough_audio() -> 
     assert relaxed == [False, False, False, True, False]
 
 
+def test_only_a_streams_first_window_is_urgent() -> None:
+    """Urgent (the voice then runs the flow just as far as the window reads) while the listener has nothing
+    to play: the stream's very first window, not the first window of its later sentences."""
+    sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1))
+    opened(sched, 1)
+    sentences(sched, 0.0, {1: [FIRST_WINDOW_FRAMES + STEADY_WINDOW_FRAMES]})
+    urgent = []
+    for now in (0.0, 0.0, 20.0):
+        if now == 20.0:
+            sched.add_text(1, "Again.")
+            sentences(sched, now, {1: [100]})  # played out by now: the listener waits on this one too
+        batch = sched.schedule(now)
+        assert isinstance(batch, WindowBatch)
+        urgent.append(batch.items[0].spec.urgent)
+        sched.update(batch, [np.zeros(item.samples, np.int16) for item in batch.items], now)
+    assert urgent == [True, False, False]
+
+
 def test_a_caller_keeping_short_steps_gets_no_relaxed_window() -> None:
     sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1, large_window_ahead_s=1.0))
     opened(sched, 1)
