@@ -85,5 +85,6 @@ def build_engine(
         max_ahead_s=config.max_ahead_s,
         workers=workers,
         max_asap_streams=config.max_asap_streams,
+        admission_headroom=config.admission_headroom,
     )
     return EngineWorker(voices, scheduler, on_step=on_step, on_death=on_death, workers=workers)

@@ -35,6 +35,8 @@ class EngineConfig:
     """Longest phoneme sequence one sentence stage takes (:meth:`voxwire.engine.voice.Voice.phonemize`)."""
     max_asap_streams: int = 8
     """Most ``asap`` streams (made as fast as spare capacity allows) open at once."""
+    admission_headroom: float = 0.8
+    """Admit realtime streams up to this fraction of the measured capacity (0 < headroom <= 1)."""
 
     def __post_init__(self) -> None:
         if not self.voices:
@@ -47,5 +49,7 @@ class EngineConfig:
             raise ValueError("max_batch, workers and threads must be 0 (auto) or more")
         if self.max_asap_streams < 0:
             raise ValueError(f"max_asap_streams must be 0 or more, got {self.max_asap_streams}")
+        if not 0 < self.admission_headroom <= 1:
+            raise ValueError(f"admission_headroom must be in (0, 1], got {self.admission_headroom}")
         if self.max_sentence_ids < 16:
             raise ValueError(f"max_sentence_ids must be at least 16, got {self.max_sentence_ids}")

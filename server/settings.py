@@ -44,6 +44,9 @@ class Settings:
     """How far a stream's audio may run ahead of its playback clock before others go first."""
     max_asap_streams: int = 8
     """Most ``asap`` streams (``start.pace``: audio as fast as spare capacity allows) open at once."""
+    admission_headroom: float = 0.8
+    """Admit realtime streams up to this fraction of the engine's measured capacity (above 0, at most 1):
+    lower keeps more slack for bursts and a noisy machine, higher packs more streams in."""
     max_batch: int = 0
     """Most windows (and sentences) in one engine batch; 0: 256 windows and 64 sentences on a GPU, 1 on a
     CPU (where a batch costs as much as its items run one by one, and only makes each step longer)."""
@@ -82,6 +85,7 @@ class Settings:
             allow_raw_phonemes=self.allow_raw_phonemes,
             max_sentence_ids=self.max_sentence_ids,
             max_asap_streams=self.max_asap_streams,
+            admission_headroom=self.admission_headroom,
         )
 
 

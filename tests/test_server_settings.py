@@ -51,6 +51,8 @@ def test_switches_read_true_and_false() -> None:
         (("--dtype", "fp8"), "dtype"),
         (("--idle-timeout-s", "0"), "idle_timeout_s"),
         (("--max-sentence-ids", "4"), "max_sentence_ids"),
+        (("--admission-headroom", "0"), "admission_headroom"),
+        (("--admission-headroom", "1.5"), "admission_headroom"),
     ],
 )
 def test_bad_values_are_refused_with_the_setting_named(argv: tuple[str, ...], message: str) -> None:
@@ -62,3 +64,9 @@ def test_batches_default_to_one_item_on_a_cpu_and_more_on_a_gpu() -> None:
     assert default_max_batch(torch.device("cpu")) == (1, 1)
     assert default_max_batch(torch.device("cuda", 0)) == (GPU_MAX_BATCH_WINDOWS, GPU_MAX_BATCH_SENTENCES)
     assert GPU_MAX_BATCH_WINDOWS > 1 and GPU_MAX_BATCH_SENTENCES > 1
+
+
+def test_admission_headroom_reaches_the_engine() -> None:
+    assert build_settings(parse(), {}).engine_config().admission_headroom == 0.8
+    environ = {"VOXWIRE_ADMISSION_HEADROOM": "0.9"}
+    assert build_settings(parse(), environ).engine_config().admission_headroom == 0.9
