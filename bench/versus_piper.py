@@ -1,4 +1,4 @@
-"""voxwire against piper-tts's own HTTP server, the same voice on the same machine, one after the other.
+"""voxwire against piper-tts's own HTTP server, the same voice on the same machine, taking turns.
 
 For each client count, every client sends two-sentence replies one after another for ``--duration`` seconds:
 to voxwire as one ``text`` frame with ``final`` on its own connection (a new stream per reply), to piper-tts
@@ -10,7 +10,9 @@ or failed, and the aggregate x-real-time (audio seconds received over wall secon
 voxwire streams are paced to playback (``realtime``: a listener cannot use audio faster than it plays), so its
 aggregate at a count is bounded by how many streams it admits; with ``asap`` (``start.pace``) they are made as
 fast as the engine can, as piper-tts answers every request. Each pace in ``--paces`` is a row of its own, all
-in one run.
+in one run. Both servers stay up for the whole run and take turns at each count (voxwire's paces, then
+piper-tts), so that the machine's drift reaches both alike; a last table gives voxwire's aggregate over
+piper-tts's at each count.
 
 Needs Flask for piper-tts's server (``pip install -e ".[bench]"``).
 
@@ -142,6 +144,23 @@ def row(server: str, clients: int, tally: Tally, wall: float) -> str:
     )
 
 
+PIPER = "piper-tts http_server"
+
+
+def record(
+    rows: dict[str, list[str]],
+    aggregate: dict[tuple[str, int], float],
+    server: str,
+    clients: int,
+    tally: Tally,
+    wall: float,
+) -> None:
+    """Keep one round's row (printed as it comes) and its aggregate x-real-time, for the ratios."""
+    rows[server].append(row(server, clients, tally, wall))
+    aggregate[server, clients] = tally.audio_s / wall
+    print(rows[server][-1], flush=True)
+
+
 class PiperServer:
     def __init__(self) -> None:
         self.port = free_port()
@@ -182,27 +201,33 @@ def main() -> int:
     )
     args = parser.parse_args()
     print(f"# versus piper-tts: {machine()}; {args.duration:g} s per count; two-sentence replies")
-    rows = []
-    with ServerProcess("--max-connections", "256", "--max-asap-streams", str(max(args.clients))) as server:
+    paces = list(map(Pace, args.paces))
+    rows: dict[str, list[str]] = {f"voxwire ({pace})": [] for pace in paces} | {PIPER: []}
+    aggregate: dict[tuple[str, int], float] = {}
+    voxwire_server = ServerProcess("--max-connections", "256", "--max-asap-streams", str(max(args.clients)))
+    with voxwire_server as server, PiperServer() as piper:
         asyncio.run(voxwire_round(server.ws_url, 2, 5.0, Pace.REALTIME))  # warm-up
-        for pace in map(Pace, args.paces):
-            for clients in args.clients:
-                tally, wall = asyncio.run(voxwire_round(server.ws_url, clients, args.duration, pace))
-                rows.append(row(f"voxwire ({pace})", clients, tally, wall))
-                print(rows[-1], flush=True)
-    with PiperServer() as piper:
-        asyncio.run(piper_round(piper.url, 2, 5.0))  # warm-up
+        asyncio.run(piper_round(piper.url, 2, 5.0))
+        # Both servers stay up (idle, each costs nothing) and take turns at every count, so that the
+        # machine's drift over the run reaches both alike.
         for clients in args.clients:
+            for pace in paces:
+                tally, wall = asyncio.run(voxwire_round(server.ws_url, clients, args.duration, pace))
+                record(rows, aggregate, f"voxwire ({pace})", clients, tally, wall)
             tally, wall = asyncio.run(piper_round(piper.url, clients, args.duration))
-            rows.append(row("piper-tts http_server", clients, tally, wall))
-            print(rows[-1], flush=True)
+            record(rows, aggregate, PIPER, clients, tally, wall)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}; {platform.python_version()}\n")
     print(
         "| server | clients | replies served | refused | failed | first audio p50 ms | p95 ms "
         "| p95 ms after each client's first reply | aggregate x-real-time |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
+    print("\n".join(line for lines in rows.values() for line in lines))
+    print("\n| clients | " + " | ".join(f"voxwire ({pace}) / piper-tts" for pace in paces) + " |")
+    print("|---|" + "---|" * len(paces))
+    for clients in args.clients:
+        ratios = [aggregate[f"voxwire ({pace})", clients] / aggregate[PIPER, clients] for pace in paces]
+        print(f"| {clients} | " + " | ".join(f"{ratio:.2f}" for ratio in ratios) + " |")
     return 0
 
 
