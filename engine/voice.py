@@ -206,19 +206,15 @@ class Voice:
             for latent, window in (jobs[i] for i in indices):
                 needed = min(window.start + size + self.context_frames, latent.frames)
                 if needed > latent.ready:
-                    if window.relaxed:
-                        end = latent.frames
-                    elif window.urgent:
-                        end = needed
-                    else:
-                        end = self._flow_end(latent, needed)
                     latents[id(latent)] = latent
-                    ends[id(latent)] = max(end, ends.get(id(latent), 0))
+                    ends[id(latent)] = max(self._flow_end(latent, needed, window), ends.get(id(latent), 0))
         self.stage.run_flow([latents[key] for key in ends], list(ends.values()))
 
-    def _flow_end(self, latent: Latent, needed: int) -> int:
-        """Where the chunk of flow that makes frames up to ``needed`` final should end."""
-        if self.flow_chunk_frames is None:
+    def _flow_end(self, latent: Latent, needed: int, window: WindowSpec) -> int:
+        """Where the chunk of flow that makes frames up to ``needed`` final for ``window`` should end."""
+        if window.urgent:
+            return needed
+        if window.relaxed or self.flow_chunk_frames is None:
             return latent.frames
         end = max(needed, latent.ready + self.flow_chunk_frames)
         if latent.frames - end < self.flow_chunk_frames // 2:

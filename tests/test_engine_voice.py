@@ -194,7 +194,7 @@ def test_only_an_urgent_window_runs_the_flow_just_as_far_as_it_reads(voice: Voic
     reads = first.end + voice.context_frames
     for urgent, expected in ((True, reads), (False, chunk)):
         (latent,) = voice.encode([ids], [NO_NOISE])
-        assert latent.frames > chunk + reads
+        assert latent.frames - chunk >= chunk // 2  # long enough that the chunk stops short of the end
         voice.decode_windows([(latent, WindowSpec(first.start, first.end, urgent=urgent))])
         assert latent.ready == expected
 

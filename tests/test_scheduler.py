@@ -112,16 +112,18 @@ def test_only_a_streams_first_window_is_urgent() -> None:
     to play: the stream's very first window, not the first window of its later sentences."""
     sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1))
     opened(sched, 1)
-    sentences(sched, 0.0, {1: [FIRST_WINDOW_FRAMES + STEADY_WINDOW_FRAMES]})
-    urgent = []
-    for now in (0.0, 0.0, 20.0):
-        if now == 20.0:
-            sched.add_text(1, "Again.")
-            sentences(sched, now, {1: [100]})  # played out by now: the listener waits on this one too
+
+    def next_window_urgent(now: float) -> bool:
         batch = sched.schedule(now)
         assert isinstance(batch, WindowBatch)
-        urgent.append(batch.items[0].spec.urgent)
         sched.update(batch, [np.zeros(item.samples, np.int16) for item in batch.items], now)
+        return batch.items[0].spec.urgent
+
+    sentences(sched, 0.0, {1: [FIRST_WINDOW_FRAMES + STEADY_WINDOW_FRAMES]})
+    urgent = [next_window_urgent(0.0), next_window_urgent(0.0)]
+    sched.add_text(1, "Again.")
+    sentences(sched, 20.0, {1: [100]})  # played out by now: the listener waits on this one too
+    urgent.append(next_window_urgent(20.0))
     assert urgent == [True, False, False]
 
 
