@@ -1,10 +1,10 @@
 """Capacity: how many concurrent realtime streams one voxwire server holds, with batching on and off.
 
-For each mode it starts ``python -m voxwire.server`` on a free port (batching on: ``--max-batch 8``, the GPU
-default; batching off: ``--max-batch 1``, one request at a time, the way other TTS servers work, and the CPU
-default) and, for each concurrent stream count, runs ``voxwire loadtest`` (``run_load``) against it: every
-stream slot speaks one reply of about three sentences after another, fed as LLM-like tokens, with a barge-in
-rate. Per step:
+For each mode it starts ``python -m voxwire.server`` on a free port (batching on: on a GPU the server's
+default, batches of up to 256 windows and 64 sentences, on a CPU ``--max-batch 8``; batching off:
+``--max-batch 1``, one request at a time, the way other TTS servers work, and the CPU default) and, for each
+concurrent stream count, runs ``voxwire loadtest`` (``run_load``) against it: every stream slot speaks one
+reply of about three sentences after another, fed as LLM-like tokens, with a barge-in rate. Per step:
 
 - first audio p50/p95/p99, underruns of a client with a 100 ms jitter buffer (count, streams affected),
   cancel-to-done p99, aggregate x-real-time (audio received over wall time), errors;
@@ -49,8 +49,17 @@ TOKEN_RATE = 60.0
 """Text tokens per second per stream, a hosted LLM's pace. At 30, replies that open with a short sentence
 ("Let me think.") and go on with a long one underrun even alone on an idle server: the text arrives slower
 than the first sentence plays (docs/benchmarks.md). That measures the input, not the server."""
-MODES = {"on": ("--max-batch", "8"), "off": ("--max-batch", "1")}
-"""Extra server flags per mode: batching off is one item per engine batch."""
+MODES = ("on", "off")
+
+
+def mode_flags(mode: str, device: str) -> tuple[str, ...]:
+    """The server flags of a mode: off is one item per engine batch; on is the device's default batching on a
+    GPU (``--max-batch 0``), and batches of up to 8 on a CPU (whose default is batches of one)."""
+    if mode == "off":
+        return ("--max-batch", "1")
+    return ("--max-batch", "8") if device == "cpu" else ("--max-batch", "0")
+
+
 IDLE_TIMEOUT_S = 60.0
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -254,7 +263,7 @@ def run_mode(
     mode: str, counts: Sequence[int], shape: LoadShape, device: str, refine: bool, extra: Sequence[str]
 ) -> ModeResult:
     """The steps of one mode in ascending order, then (with ``refine``) a bisection of the capacity."""
-    flags = server_flags(device, max(counts), (*MODES[mode], *extra))
+    flags = server_flags(device, max(counts), (*mode_flags(mode, device), *extra))
     print(f"mode {mode}: python -m voxwire.server {' '.join(flags)}", file=sys.stderr, flush=True)
     steps: list[StepResult] = []
     with ServerProcess(*flags) as server:
@@ -418,7 +427,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         nargs="+",
         help=f"concurrent stream counts (default {CPU_STREAMS} on CPU, {CUDA_STREAMS} on CUDA)",
     )
-    parser.add_argument("--modes", nargs="+", choices=tuple(MODES), default=list(MODES))
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--duration", type=float, help="seconds per step, ramp included (default 30)")
     parser.add_argument("--ramp", type=float, default=5.0, help="ramp-up seconds per step (default 5)")
     parser.add_argument("--cancel-rate", type=float, default=0.1, help="barge-in fraction (default 0.1)")

@@ -1,6 +1,6 @@
 """The torch voice against piper-tts (onnxruntime) on the same text, in the same run, on one core each.
 
-    python bench/engine.py [--repeats 5] [--threads 1]
+    python bench/engine.py [--repeats 5] [--threads 1] [--device auto|cpu|cuda]
 
 CPU, per sentence and over a held-out text of about 50 s: time to first audio (ours: the engine worker's
 first block of a new stream: phonemes, sentence stage and first window; piper-tts: its first chunk, which is
@@ -12,8 +12,8 @@ piper-tts through ``PiperVoice.synthesize``. The last column compares the two wh
 and piper-tts alternate, and each figure is the median of the repeats (the minimum beside it), so that
 other load on the machine hits both alike. Both use ``--threads`` intra-op threads.
 
-CUDA (when present): first-window latency, and x-real-time by batch size for the window decoder (steady
-windows) and for the sentence stage.
+CUDA (when present, or ``--device cuda``): first-window latency, and x-real-time by batch size for the window
+decoder (steady windows, float32 and ``--dtype bf16``'s bfloat16) and for the sentence stage.
 """
 
 from __future__ import annotations
@@ -53,11 +53,18 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="cpu: against piper-tts; cuda: the CUDA figures; auto (default): both, CUDA if present",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {args.threads} threads each")
-    bench_cpu(args.repeats, args.threads)
-    if torch.cuda.is_available():
+    if args.device in ("auto", "cpu"):
+        bench_cpu(args.repeats, args.threads)
+    if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
         bench_cuda(args.repeats)
 
 
@@ -157,6 +164,7 @@ def _rtf(values: list[float]) -> str:
 
 def bench_cuda(repeats: int) -> None:
     voice = load_voice("joe", device="cuda")
+    bf16 = load_voice("joe", device="cuda", dtype=torch.bfloat16)
     text = SENTENCES["20 words"]
     ids = voice.phonemize(text).sentences[0]
     print(f"\n## CUDA ({torch.cuda.get_device_name()}), median of {repeats} runs\n")
@@ -168,20 +176,30 @@ def bench_cuda(repeats: int) -> None:
     latency = _cuda_time(first_window, repeats)
     print(f"first window (sentence stage + first window, 20 words): {1000 * latency:.1f} ms")
     (latent,) = voice.encode([ids], [voice.default_params])
+    first = plan_windows(latent.frames)[0]
     steady = plan_windows(latent.frames)[1]
+    first_s = _cuda_time(lambda: voice.decode_windows([(latent, first)]), repeats)
+    print(f"first window's decoder alone ({first.frames} frames kept): {1000 * first_s:.2f} ms")
     window_seconds = steady.frames * voice.hop_length / voice.info.sample_rate
     sentence_seconds = latent.frames * voice.hop_length / voice.info.sample_rate
     print(
-        "\n| batch | window decoder ms | window decoder x-real-time | sentence stage ms "
-        "| sentence stage x-real-time |"
+        f"\nSteady windows of {steady.frames} frames kept; sentences of {latent.frames} frames "
+        f"({sentence_seconds:.2f} s).\n"
     )
-    print("|---|---|---|---|---|")
-    for batch in (1, 16, 64, 256):
+    print(
+        "| batch | window decoder fp32 ms | x-real-time | window decoder bf16 ms | x-real-time "
+        "| sentence stage ms | x-real-time |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for batch in (1, 16, 64, 256, 512):
         decode_s = _cuda_time(lambda b=batch: voice.decode_windows([(latent, steady)] * b), repeats)
+        bf16_s = _cuda_time(lambda b=batch: bf16.decode_windows([(latent, steady)] * b), repeats)
         encode_s = _cuda_time(lambda b=batch: voice.encode([ids] * b, [voice.default_params] * b), repeats)
         print(
             f"| {batch} | {1000 * decode_s:.1f} | {batch * window_seconds / decode_s:.0f} "
-            f"| {1000 * encode_s:.1f} | {batch * sentence_seconds / encode_s:.0f} |"
+            f"| {1000 * bf16_s:.1f} | {batch * window_seconds / bf16_s:.0f} "
+            f"| {1000 * encode_s:.1f} | {batch * sentence_seconds / encode_s:.0f} |",
+            flush=True,
         )
 
 
