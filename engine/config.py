@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DTYPES = ("float32", "bf16", "bfloat16")
+DTYPES = ("auto", "float32", "tf32", "bf16", "bfloat16")
 MAX_SENTENCE_IDS = 256
 """Longest id sequence one sentence stage takes: on a 2-core CPU with one thread, 256 ids of the bundled
 voice cost about 0.1 s, as long as the engine's other steps (windows, chunks of flow); the stage grows more
@@ -18,8 +18,10 @@ class EngineConfig:
     The first is the default voice."""
     device: str = "auto"
     """auto (CUDA when available, else the CPU), cpu, cuda or cuda:N."""
-    dtype: str = "float32"
-    """The decoder's dtype: float32, or bf16 (the sentence stage stays float32)."""
+    dtype: str = "auto"
+    """auto (tf32 on CUDA, float32 on a CPU); float32 (IEEE, on every device); tf32 (CUDA only: float32
+    weights, convolutions and matrix products on TF32 tensor cores); or bf16 (the window decoder in bfloat16;
+    the sentence stage stays float32)."""
     workers: int = 0
     """Compute threads drawing from the one scheduler; 0: one per CPU core on a CPU, one on a GPU."""
     threads: int = 0

@@ -22,7 +22,8 @@ class Settings:
     port: int = 8765
     device: str = "auto"
     """auto (CUDA when available, else CPU), cpu, or cuda."""
-    dtype: str = "float32"
+    dtype: str = "auto"
+    """auto (tf32 on CUDA, float32 on a CPU), float32, tf32 (CUDA only) or bf16."""
     voices: tuple[str, ...] = ("joe",)
     """Voices to load: "joe" (bundled), a Piper .onnx path, or a local transformers VitsModel directory."""
     log_level: str = "info"

