@@ -22,8 +22,8 @@ from voxwire.engine.windows import WindowSpec, plan_windows
 NO_NOISE = SynthesisParams(noise_scale=0.0, noise_w=0.0, length_scale=1.0)
 REDUCED_PRECISION_MAX_REL_L2 = 0.05
 """bfloat16 keeps 8 bits of mantissa (about 0.4 % per rounding); through the decoder's dozens of convs the
-audio's relative L2 error measured 1.0 to 1.5 % on CPU. The bound guards against regressions; it is not a
-quality target."""
+audio's relative L2 error measured 1.0 to 1.5 % on CPU and 1.1 to 1.3 % on an H200. TF32 keeps 10 bits: 0.08
+to 0.14 % on the H200. The bound guards against regressions; it is not a quality target."""
 
 
 @pytest.fixture(scope="module")
