@@ -8,8 +8,9 @@ reply of about three sentences after another, fed as LLM-like tokens, with a bar
 
 - first audio p50/p95/p99, underruns of a client with a 100 ms jitter buffer (count, streams affected),
   cancel-to-done p99, aggregate x-real-time (audio received over wall time), errors;
-- the engine's mean batch size per kind, from the server's ``voxwire_engine_batch_size`` histogram (the
-  deltas of its ``_sum`` and ``_count`` over the step);
+- the engine's mean batch size and mean step time per kind, from the server's ``voxwire_engine_batch_size``
+  and ``voxwire_engine_step_seconds`` histograms (the deltas of their ``_sum`` and ``_count`` over the
+  step), to hold against a cost table's figures (``bench/costs``);
 - the server process's CPU % (``/proc/<pid>/stat`` utime+stime over the step; 100 % is one core), its CPU
   seconds per audio second, and this process's CPU % (the load generator shares the machine).
 
@@ -108,10 +109,10 @@ def wait_idle(server: ServerProcess, timeout_s: float = IDLE_TIMEOUT_S) -> dict[
         time.sleep(0.2)
 
 
-def batch_mean(before: dict[str, float], after: dict[str, float], kind: str) -> float | None:
-    """Mean engine batch size of ``kind`` between two /metrics readings (None when no batch ran)."""
-    count_key = f'voxwire_engine_batch_size_count{{kind="{kind}"}}'
-    sum_key = f'voxwire_engine_batch_size_sum{{kind="{kind}"}}'
+def histogram_mean(before: dict[str, float], after: dict[str, float], metric: str, kind: str) -> float | None:
+    """Mean of one ``kind`` of a /metrics histogram between two readings (None when nothing was observed)."""
+    count_key = f'{metric}_count{{kind="{kind}"}}'
+    sum_key = f'{metric}_sum{{kind="{kind}"}}'
     count = after.get(count_key, 0.0) - before.get(count_key, 0.0)
     total = after.get(sum_key, 0.0) - before.get(sum_key, 0.0)
     return total / count if count else None
@@ -127,6 +128,8 @@ class StepResult:
     client_cpu_s: float
     batch_windows: float | None
     batch_sentences: float | None
+    step_windows_s: float | None
+    step_sentences_s: float | None
 
     @property
     def server_cpu_pct(self) -> float:
@@ -168,6 +171,8 @@ class StepResult:
             "server_cpu_s_per_audio_s": self.cpu_per_audio_s,
             "batch_windows_mean": self.batch_windows,
             "batch_sentences_mean": self.batch_sentences,
+            "step_windows_s_mean": self.step_windows_s,
+            "step_sentences_s_mean": self.step_sentences_s,
             "load": figures,
         }
 
@@ -224,8 +229,10 @@ def run_step(server: ServerProcess, mode: str, streams: int, shape: LoadShape) -
         wall_s=wall_s,
         server_cpu_s=server_cpu,
         client_cpu_s=client_cpu,
-        batch_windows=batch_mean(before, after, "windows"),
-        batch_sentences=batch_mean(before, after, "sentences"),
+        batch_windows=histogram_mean(before, after, "voxwire_engine_batch_size", "windows"),
+        batch_sentences=histogram_mean(before, after, "voxwire_engine_batch_size", "sentences"),
+        step_windows_s=histogram_mean(before, after, "voxwire_engine_step_seconds", "windows"),
+        step_sentences_s=histogram_mean(before, after, "voxwire_engine_step_seconds", "sentences"),
     )
     print(f"  {mode:>3} {streams:>5} streams: {summary(step)}", file=sys.stderr, flush=True)
     print_server_errors(server)
@@ -302,6 +309,10 @@ def _mean(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _ms_of(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{1000 * seconds:.1f}"
+
+
 def summary(step: StepResult) -> str:
     r = step.report
     return (
@@ -327,6 +338,7 @@ def mode_table(steps: Sequence[StepResult]) -> str:
         "cancel→done p99 ms",
         "x real time",
         "batch mean windows / sentences",
+        "step mean ms windows / sentences",
         "server CPU %",
         "server CPU s per audio s",
         "client CPU %",
@@ -351,6 +363,7 @@ def mode_table(steps: Sequence[StepResult]) -> str:
                 _ms(r.cancel_to_done_ms.p99),
                 f"{r.x_real_time:.2f}",
                 f"{_mean(step.batch_windows)} / {_mean(step.batch_sentences)}",
+                f"{_ms_of(step.step_windows_s)} / {_ms_of(step.step_sentences_s)}",
                 f"{step.server_cpu_pct:.0f}",
                 f"{step.cpu_per_audio_s:.2f}",
                 f"{step.client_cpu_pct:.0f}",
