@@ -203,11 +203,32 @@ def bench_cuda(repeats: int) -> None:
             seconds = _cuda_time(lambda b=batch: voice.encode([ids] * b, [voice.default_params] * b), repeats)
             cells.append(f"{1000 * seconds:.1f} ms, {batch * sentence_seconds / seconds:,.0f}x")
         print(f"| {batch} | {' | '.join(cells)} |", flush=True)
+    set_tf32(True)  # the default on CUDA (--dtype auto)
+    _new_shapes(voice, repeats)
     set_tf32(False)
 
 
-def _cuda_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()
+def _new_shapes(voice: Voice, repeats: int) -> None:
+    """The sentence stage at batch 1 over sentences of many lengths: each length's first call (new shapes
+    for cuDNN) against its later calls, as the engine meets them under load (the table above repeats one)."""
+    sentences = [ids for segment in _segments(HELD_OUT) for ids in voice.phonemize(segment).sentences]
+    by_length = {len(ids): ids for ids in sentences}
+    first, later = [], []
+    for ids in by_length.values():
+        first.append(_cuda_time(lambda i=ids: voice.encode([i], [voice.default_params]), 1, warm=False))
+        later.append(_cuda_time(lambda i=ids: voice.encode([i], [voice.default_params]), repeats))
+    ms = statistics.median
+    print(
+        f"\nsentence stage, tf32, batch 1, {len(by_length)} lengths of {min(by_length)} to {max(by_length)} "
+        f"ids: first call of each length median {1000 * ms(first):.1f} ms (max {1000 * max(first):.1f}), "
+        f"later calls median {1000 * ms(later):.1f} ms"
+    )
+
+
+def _cuda_time(fn: Callable[[], object], repeats: int, warm: bool = True) -> float:
+    """Median wall time of ``repeats`` calls, after one untimed call unless ``warm`` is False."""
+    if warm:
+        fn()
     torch.cuda.synchronize()
     times = []
     for _ in range(repeats):
