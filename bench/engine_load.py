@@ -11,7 +11,8 @@ buffer and counts underruns. Admission runs at 100 % of the measured capacity (a
 Per run: streams run, refusals, x-real-time, underruns, first audio p50/p95, each compute thread's busy
 share, audio seconds per busy second of one thread (what admission measures), the decoder's input frames
 per kept frame (context and padding), the flow's frames per audio frame (context recomputed at chunk
-edges) and its calls per audio second. Those last three come from counters wrapped around the voice.
+edges) and its calls per audio second (those three from counters wrapped around the voice), and each step
+kind's mean batch and mean time, to hold against a cost table (``bench/costs``).
 
     python bench/engine_load.py [--streams 12] [--duration 30] [--sentences 3] [--asap]
 """
@@ -78,9 +79,22 @@ class Run:
         self.underrun_streams = 0
         self.stall_s = 0.0
         self.busy_s: Counter[str] = Counter()
+        self.steps: Counter[str] = Counter()
+        self.items: Counter[str] = Counter()
+        self.step_s: Counter[str] = Counter()
 
     def on_step(self, kind: str, items: int, seconds: float) -> None:
         self.busy_s[threading.current_thread().name] += seconds
+        self.steps[kind] += 1
+        self.items[kind] += items
+        self.step_s[kind] += seconds
+
+    def per_step(self, kind: str) -> str:
+        """Mean items and mean milliseconds of one kind's steps."""
+        steps = self.steps[kind]
+        if not steps:
+            return "-"
+        return f"{self.items[kind] / steps:.1f} in {1000 * self.step_s[kind] / steps:.1f} ms"
 
 
 async def slot(
@@ -156,7 +170,7 @@ async def measure(voice: Voice, streams: int, args: argparse.Namespace, counted:
         f"| {1000 * pct(run.first_audio_s, 50):.0f} / {1000 * pct(run.first_audio_s, 95):.0f} | {shares} "
         f"| {run.audio_s / busy:.2f} | {counted.decoder_in / max(counted.kept, 1):.3f} "
         f"| {counted.flow_frames / frames:.3f} | {counted.flow_calls / run.audio_s:.2f} "
-        f"| {capacity * DEFAULT_HEADROOM:.1f} |",
+        f"| {run.per_step('sentences')} | {run.per_step('windows')} | {capacity * DEFAULT_HEADROOM:.1f} |",
         flush=True,
     )
 
@@ -179,9 +193,10 @@ def main() -> None:
     print(
         "\n| streams | pace | streams run | refused | x real time | underruns (stall) "
         "| first audio p50 / p95 ms | busy per thread | audio s per busy s | decoder in / kept frames "
-        "| flow frames per audio frame | flow calls per audio s | estimate at 0.8 |"
+        "| flow frames per audio frame | flow calls per audio s | sentence steps: mean batch in mean time "
+        "| window steps: mean batch in mean time | estimate at 0.8 |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for streams in args.streams:
         asyncio.run(measure(voice, streams, args, counted))
 
