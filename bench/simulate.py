@@ -10,6 +10,9 @@ it emits them; ``cancel_rate`` of replies get a cancel at a uniform fraction of 
 the load tester sends them. Each chunk's arrival goes through the load tester's jitter-buffer playback
 (``loadtest.playback``) to count underruns. Replies that start after the ramp count in the figures.
 
+Admission is measured, not enforced, unless ``--enforce-admission``: a start it refuses then waits
+``RETRY_S`` and tries again, as ``bench/engine_load.py``'s slots do, and each refusal counts.
+
 Left out: the network and the I/O plane (bench/io_plane.py measures it), audio budgets (the client reads at
 once, so they never hold a stream), the server's early fragment for a listener low on audio
 (``LOW_AUDIO_S``), and sentence length in the sentence stage's cost.
@@ -44,6 +47,8 @@ from voxwire.server.segmenter import SegmenterConfig, SentenceSegmenter
 from voxwire.server.settings import Settings
 
 PERCENTILES = (50, 95, 99)
+RETRY_S = 0.2
+"""With admission enforced, how long a refused slot waits before it starts again."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class Load:
     cancel_rate: float = 0.1
     jitter_s: float = 0.1
     next_after: str = "played"
+    enforce_admission: bool = False
+    """Refuse the starts admission refuses (the slot retries after ``RETRY_S``); else only count them."""
     """When a slot starts its next reply: once its listener has ``played`` the last one (each slot is one
     listener hearing speech all the time: N slots are N realtime streams), or at its ``done`` as the load
     tester does (a slot then asks for audio faster than real time, as ``done`` comes up to ``max_ahead_s``
@@ -113,7 +120,8 @@ class Result:
     window_batch: float
     capacity_streams: float
     refused: float
-    """The fraction of measured starts that admission would have refused (they were run all the same)."""
+    """The fraction of starts after the ramp that admission refused (enforced) or would have refused (they
+    were run all the same)."""
     wall_s: float
 
 
@@ -142,6 +150,10 @@ class _Clients:
         if now >= load.duration_s:
             return
         rng = self._rngs[slot]
+        if load.enforce_admission and not self.scheduler.admits(now):
+            self.refused += now >= load.ramp_s
+            self.queue.at(now + RETRY_S, functools.partial(self._speak, slot))
+            return
         reply_script = script(rng.randrange(len(BUILTIN_REPLIES)), load.token_rate)
         cancel_fraction, cancel_draw = rng.random(), rng.random()
         key = self._next_key
@@ -149,7 +161,8 @@ class _Clients:
         reply = self.replies[key] = _Reply(slot, key, now)
         if now >= load.ramp_s:
             self.measured.append(reply)
-            self.refused += not self.scheduler.admits(now)
+            if not load.enforce_admission:
+                self.refused += not self.scheduler.admits(now)
         self.scheduler.add_stream(key, spec(), now)
         for offset, segment in reply_script.segments:
             self.queue.at(now + offset, functools.partial(self._text, reply, segment))
@@ -236,7 +249,7 @@ def simulate(load: Load, costs: CostTable, config: SchedulerConfig) -> Result:
         sentence_batch=sum(sizes["sentences"]) / len(sizes["sentences"]),
         window_batch=sum(sizes["windows"]) / len(sizes["windows"]),
         capacity_streams=capacity,
-        refused=clients.refused / max(1, len(clients.measured)),
+        refused=clients.refused / max(1, len(clients.measured) + load.enforce_admission * clients.refused),
         wall_s=time.perf_counter() - started,
     )
 
@@ -251,7 +264,7 @@ def percentiles(values: Sequence[float]) -> dict[int, float]:
 HEADER = (
     "| costs | streams | replies | first audio p50 / p95 / p99 ms | from the engine's first text ms "
     "| underruns (replies) | unfinished "
-    "| engine busy | mean batch: sentences / windows | admission: capacity, would refuse | wall s |\n"
+    "| engine busy | mean batch: sentences / windows | admission: capacity, (would) refuse | wall s |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
@@ -288,6 +301,7 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--next-after", choices=["played", "done"], default="played")
+    parser.add_argument("--enforce-admission", action="store_true", help="refuse what admission refuses")
     args = parser.parse_args()
     config = SchedulerConfig(
         max_batch_windows=args.max_batch_windows,
@@ -302,14 +316,22 @@ def main() -> None:
     print(
         f"config: windows <= {config.max_batch_windows}, sentences <= {config.max_batch_sentences}, "
         f"look-ahead {config.max_ahead_s} s; load: {args.duration} s, ramp {args.ramp} s, 60 tokens/s, "
-        f"10 % cancelled, 100 ms jitter buffer, next reply once the last is {args.next_after}"
+        f"10 % cancelled, 100 ms jitter buffer, next reply once the last is {args.next_after}, admission "
+        f"{'enforced' if args.enforce_admission else 'measured only'}"
     )
     print(HEADER)
     knees = []
     for costs in load_tables(args.costs):
         results = []
         for streams in args.streams:
-            load = Load(streams, args.duration, args.ramp, next_after=args.next_after, seed=args.seed)
+            load = Load(
+                streams,
+                args.duration,
+                args.ramp,
+                next_after=args.next_after,
+                seed=args.seed,
+                enforce_admission=args.enforce_admission,
+            )
             result = simulate(load, costs, config)
             results.append((streams, result))
             print(row(costs.name, streams, result), flush=True)
