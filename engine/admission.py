@@ -50,8 +50,17 @@ class Admission:
         self._busy_s = self._busy_s * keep + busy_s
         self._audio_s = self._audio_s * keep + audio_s
 
+    def seed(self, audio_per_busy_s: float) -> None:
+        """A first estimate before any work is measured: as if one second of compute had made
+        ``audio_per_busy_s`` seconds of audio. Measured steps replace it over ``window_s`` of work."""
+        if not audio_per_busy_s > 0:
+            raise ValueError(f"a seed needs audio per busy second > 0, got {audio_per_busy_s}")
+        if self._busy_s < 1.0:
+            self._busy_s, self._audio_s = 1.0, audio_per_busy_s
+
     def capacity_streams(self) -> float:
-        """Streams the engine can keep in real time, with headroom (inf until 1 s of work is measured)."""
+        """Streams the engine can keep in real time, with headroom (inf until 1 s of work is measured or a
+        seed is given)."""
         if self._busy_s < 1.0:
             return math.inf
         return self._audio_s / self._busy_s * self.headroom

@@ -101,4 +101,11 @@ def build_engine(
         max_asap_streams=config.max_asap_streams,
         admission_headroom=config.admission_headroom,
     )
-    return EngineWorker(voices, scheduler, on_step=on_step, on_death=on_death, workers=workers)
+    worker = EngineWorker(voices, scheduler, on_step=on_step, on_death=on_death, workers=workers)
+    rate = worker.calibrate()
+    log.info(
+        "admission starts from a calibration: %.1f audio s per compute s, about %.0f realtime streams",
+        rate,
+        worker.stats().capacity_streams,
+    )
+    return worker

@@ -416,8 +416,14 @@ class Scheduler:
         """Feed the throughput estimate: ``audio_s`` of audio made in ``busy_s`` of compute."""
         self._admission.record_step(busy_s, audio_s)
 
+    def seed_capacity(self, audio_per_busy_s: float) -> None:
+        """Start the throughput estimate from a calibration rather than from nothing
+        (:meth:`voxwire.engine.admission.Admission.seed`)."""
+        self._admission.seed(audio_per_busy_s)
+
     def capacity_streams(self) -> float:
-        """Streams the worker can keep in real time, from measured throughput (inf until measured)."""
+        """Streams the worker can keep in real time, from measured throughput (inf until measured or
+        seeded)."""
         return self._admission.capacity_streams()
 
     def admits(self, now: float) -> bool:

@@ -38,12 +38,14 @@ from voxwire.engine.memory import hold_freed_memory, release_free_memory
 from voxwire.engine.scheduler import (
     FIRST_WINDOW_FRAMES,
     LARGE_WINDOW_FRAMES,
+    STEADY_WINDOW_FRAMES,
     Scheduler,
     SchedulerConfig,
     SchedulerStats,
     StreamSpec,
 )
 from voxwire.engine.voice import Voice, VoiceInfo
+from voxwire.engine.windows import plan_windows
 from voxwire.engine.words import word_timings
 from voxwire.engine.work import (
     Audio,
@@ -58,6 +60,9 @@ from voxwire.engine.work import (
 )
 
 log = logging.getLogger(__name__)
+
+CALIBRATION_TEXT = "Before it takes any stream, the engine times this sentence once, as a first estimate."
+"""What :meth:`EngineWorker.calibrate` speaks: one sentence of ordinary length (about 5 s of audio)."""
 
 WARNED_STREAMS = 1024
 BREAKER_FAILURES = 3
@@ -119,6 +124,24 @@ class EngineWorker:
     @property
     def voices(self) -> list[VoiceInfo]:
         return [v.info for v in self._voices.values()]
+
+    def calibrate(self) -> float:
+        """Seed admission with the default voice's throughput on one sentence, phonemized, encoded and
+        decoded in windows as a stream's first sentence is. Blocking: call it from a thread, before
+        :meth:`start`. Without it a cold engine admits every start until it has measured a second of work,
+        so a flood of starts right after a restart all gets in. Returns audio seconds per compute second.
+        """
+        voice = self._voices[self.default_voice]
+        samples = 0
+        started = time.perf_counter()  # as steps are timed (_serve)
+        for ids in voice.phonemize(CALIBRATION_TEXT).sentences:
+            (latent,) = voice.encode([ids], [voice.default_params])
+            for window in plan_windows(latent.frames, FIRST_WINDOW_FRAMES, STEADY_WINDOW_FRAMES):
+                samples += sum(len(pcm) for pcm in voice.decode_windows([(latent, window)]))
+        rate = samples / voice.info.sample_rate / (time.perf_counter() - started)
+        with self._lock:
+            self._scheduler.seed_capacity(rate)
+        return rate
 
     # -- lifecycle (loop thread) -----------------------------------------------------------------------
 

@@ -40,12 +40,12 @@ class Metrics:
         )
         self.engine_capacity = Gauge(
             "voxwire_engine_capacity_streams",
-            "Streams the engine can hold in real time (measured)",
+            "Streams the engine can hold in real time (calibrated at start, then measured)",
             registry=r,
         )
         self.capacity_used = Gauge(
             "voxwire_capacity_used",
-            "Streams the engine holds over its capacity estimate (0 until measured); scale out on it",
+            "Streams the engine holds over its capacity estimate (0 with no estimate); scale out on it",
             registry=r,
         )
         self.ready = Gauge(

@@ -15,9 +15,11 @@ from voxwire.engine.build import build_engine
 from voxwire.engine.config import EngineConfig
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.loader import load_voice
+from voxwire.engine.scheduler import SchedulerConfig
 from voxwire.engine.splitting import split_ids
 from voxwire.engine.voice import Voice
 from voxwire.engine.windows import WindowSpec, plan_windows
+from voxwire.engine.worker import EngineWorker
 
 NO_NOISE = SynthesisParams(noise_scale=0.0, noise_w=0.0, length_scale=1.0)
 REDUCED_PRECISION_MAX_REL_L2 = 0.05
@@ -341,6 +343,12 @@ def test_reduced_precision_error_against_fp32(
     record_property(f"{precision}_rel_l2_{device}", max(errors))
     print(f"{precision} on {device}: relative L2 error against fp32 per sentence {errors}")
     assert max(errors) < REDUCED_PRECISION_MAX_REL_L2
+
+
+def test_the_engine_calibrates_on_the_real_voice_faster_than_real_time(voice: Voice) -> None:
+    worker = EngineWorker([voice], SchedulerConfig())
+    assert worker.calibrate() > 1.0  # seconds of audio per compute second, on any machine the suite runs on
+    assert 0 < worker.stats().capacity_streams < float("inf")
 
 
 def test_tf32_is_refused_off_cuda() -> None:

@@ -383,6 +383,20 @@ def test_admission_follows_measured_capacity() -> None:
     assert sched.admits(0.0)
 
 
+def test_a_seeded_estimate_admits_by_it_until_measured_work_replaces_it() -> None:
+    sched = Scheduler(SchedulerConfig(admission_headroom=0.5))
+    sched.seed_capacity(4.0)  # a calibration: 4 s of audio per second of compute
+    assert sched.capacity_streams() == pytest.approx(2.0)
+    opened(sched, 1)
+    opened(sched, 2)
+    assert not sched.admits(0.0)  # a cold engine no longer admits everything
+    sched.record_step(busy_s=10.0, audio_s=100.0)  # a whole window of measured work at 10x real time
+    assert sched.capacity_streams() == pytest.approx(5.0)
+    assert sched.admits(0.0)
+    with pytest.raises(ValueError, match="audio per busy second"):
+        sched.seed_capacity(0.0)
+
+
 def test_a_stream_still_playing_counts_against_capacity_until_its_audio_has_played() -> None:
     sched = Scheduler(SchedulerConfig(admission_headroom=1.0, max_ahead_s=100, max_batch_windows=1))
     sched.record_step(busy_s=1.0, audio_s=2.0)  # 2 streams in real time

@@ -306,6 +306,14 @@ async def test_unknown_voice_and_admission() -> None:
     await worker.stop()
 
 
+async def test_calibration_gives_a_cold_engine_a_first_capacity() -> None:
+    worker = EngineWorker([FakeVoice()], SchedulerConfig(admission_headroom=0.8, workers=2), workers=2)
+    assert worker.stats().capacity_streams == float("inf")  # nothing measured: it would admit anything
+    rate = worker.calibrate()
+    assert rate > 0
+    assert worker.stats().capacity_streams == pytest.approx(rate * 0.8 * 2)  # per thread, as measured
+
+
 async def test_an_idle_moment_after_work_gives_freed_memory_back_once() -> None:
     released = asyncio.Event()
     calls: list[int] = []
