@@ -151,7 +151,7 @@ class SchedulerStats:
     paused_streams: int
     """Streams held because their connection has too much unsent audio."""
     capacity_streams: float
-    """Streams the engine can keep in real time, from measured throughput (inf until measured)."""
+    """Streams the engine can keep in real time, from measured throughput (inf until measured or seeded)."""
     asap_streams: int = 0
 
 

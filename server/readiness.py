@@ -42,7 +42,7 @@ class Load:
     in_use: int
     """Realtime streams the engine holds."""
     capacity: float
-    """Streams it can keep in real time, by its own estimate (inf until measured)."""
+    """Streams it can keep in real time, by its own estimate (inf when it has none)."""
 
     @property
     def used(self) -> float:
