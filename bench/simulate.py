@@ -60,12 +60,12 @@ class Load:
     cancel_rate: float = 0.1
     jitter_s: float = 0.1
     next_after: str = "played"
-    enforce_admission: bool = False
-    """Refuse the starts admission refuses (the slot retries after ``RETRY_S``); else only count them."""
     """When a slot starts its next reply: once its listener has ``played`` the last one (each slot is one
     listener hearing speech all the time: N slots are N realtime streams), or at its ``done`` as the load
     tester does (a slot then asks for audio faster than real time, as ``done`` comes up to ``max_ahead_s``
     before the audio has played)."""
+    enforce_admission: bool = False
+    """Refuse the starts admission refuses (the slot retries after ``RETRY_S``); else only count them."""
     grace_s: float = 10.0
     """A reply still open this long after ``duration_s`` is given up (counted as unfinished)."""
     seed: int = 0
@@ -238,6 +238,8 @@ def simulate(load: Load, costs: CostTable, config: SchedulerConfig) -> Result:
     steady = [step for step in engine.steps if load.ramp_s <= step.started < load.duration_s]
     busy = sum(min(s.seconds, load.duration_s - s.started) for s in steady)
     sizes = {kind: [s.items for s in steady if s.kind == kind] or [0] for kind in ("sentences", "windows")}
+    # Enforced, a refused start is an attempt that did not run; measured only, every start ran.
+    starts = len(clients.measured) + (clients.refused if load.enforce_admission else 0)
     return Result(
         replies=len(clients.measured),
         unfinished=sum(reply in clients.replies.values() for reply in clients.measured),
@@ -249,7 +251,7 @@ def simulate(load: Load, costs: CostTable, config: SchedulerConfig) -> Result:
         sentence_batch=sum(sizes["sentences"]) / len(sizes["sentences"]),
         window_batch=sum(sizes["windows"]) / len(sizes["windows"]),
         capacity_streams=capacity,
-        refused=clients.refused / max(1, len(clients.measured) + load.enforce_admission * clients.refused),
+        refused=clients.refused / max(1, starts),
         wall_s=time.perf_counter() - started,
     )
 
