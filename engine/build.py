@@ -59,6 +59,7 @@ def load_configured_voice(spec: str, config: EngineConfig) -> Voice:
         allow_raw_phonemes=config.allow_raw_phonemes,
         max_sentence_ids=config.max_sentence_ids,
         tf32=config.dtype == "tf32",
+        cuda_graphs=config.cuda_graphs,
     )
 
 
@@ -87,11 +88,12 @@ def build_engine(
         voices.append(load(spec, replace(config, device=str(device), dtype=dtype)))
     log.info(
         "engine: %d compute thread(s) of %d torch thread(s) each, batches of at most %d window(s), "
-        "%d sentence(s)",
+        "%d sentence(s)%s",
         workers,
         threads,
         max_windows,
         max_sentences,
+        ", the sentence stage as CUDA graphs" if device.type == "cuda" and config.cuda_graphs else "",
     )
     scheduler = SchedulerConfig(
         max_batch_windows=max_windows,

@@ -30,6 +30,7 @@ def load_voice(
     allow_raw_phonemes: bool = False,
     max_sentence_ids: int = MAX_SENTENCE_IDS,
     tf32: bool = False,
+    cuda_graphs: bool = True,
 ) -> Voice:
     """Load a voice onto ``device`` ("auto": CUDA when there is one, else the CPU).
 
@@ -40,6 +41,7 @@ def load_voice(
     ``allow_raw_phonemes`` lets ``[[ phonemes ]]`` in text pass through (Piper voices); ``max_sentence_ids``
     bounds one sentence stage (:meth:`Voice.phonemize`). ``tf32`` (CUDA only) lets float32 convolutions and
     matrix products run on TF32 tensor cores; without it they are IEEE float32 (:func:`set_tf32`).
+    ``cuda_graphs`` (CUDA only; ignored on a CPU) runs the sentence stage as CUDA graphs.
     """
     target = torch.device(resolve_device(device))
     if target.type == "cuda":
@@ -56,6 +58,8 @@ def load_voice(
         voice = load_piper_voice(model, config, target, dtype, allow_raw_phonemes, max_sentence_ids)
     else:
         voice = load_hf_voice(spec, target, dtype, max_sentence_ids)
+    if target.type == "cuda":
+        voice.use_cuda_graphs(cuda_graphs)
     if warm_up:
         voice.warm_up()
     return voice

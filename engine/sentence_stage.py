@@ -34,6 +34,7 @@ from transformers.models.vits.modeling_vits import (
 
 from voxwire.engine.channels_last import convert_convs
 from voxwire.engine.conv_flow import inverse_conv_flow
+from voxwire.engine.cuda_graphs import GraphedCall, bucket
 from voxwire.engine.latent import Latent, SynthesisParams
 
 
@@ -52,6 +53,23 @@ class SentenceStage(nn.Module):
         self.flow_context = _flow_receptive_field(flow)
         fold_weight_norm(self)
         convert_convs(self)
+        self.pad_shapes = False
+        """Pad batches to a power of two and lengths to :func:`engine.cuda_graphs.bucket`, so that few
+        shapes ever run (graphs need it); padding is masked out and changes no result."""
+        self.use_cuda_graphs(False)
+
+    def use_cuda_graphs(self, enabled: bool) -> None:
+        """Run the text encoder with the duration predictor, and the flow over whole sentences, as CUDA
+        graphs (:mod:`engine.cuda_graphs`), with batches and lengths padded to a few shapes. On a CPU,
+        or when not ``enabled``, they run eagerly at their own shapes."""
+        self.pad_shapes = enabled
+        self._durations_call = GraphedCall(self._durations, "the text encoder") if enabled else None
+        self._flow_call = GraphedCall(self._whole_flow, "the flow") if enabled else None
+
+    @property
+    def graph_shapes(self) -> int:
+        """CUDA graphs captured so far (one per shape of each graphed part)."""
+        return sum(call.shapes for call in (self._durations_call, self._flow_call) if call is not None)
 
     @torch.inference_mode()
     def forward(
@@ -59,47 +77,93 @@ class SentenceStage(nn.Module):
         ids: Sequence[Sequence[int]],
         params: Sequence[SynthesisParams],
         generator: torch.Generator | None = None,
+        with_flow: bool = False,
     ) -> list[Latent]:
+        """The latents of a batch of sentences; ``with_flow`` runs the flow over each whole sentence too
+        (``z`` final, ``ready`` at its end), where it would otherwise wait for :meth:`run_flow`."""
         if len(ids) != len(params):
             raise ValueError(f"{len(ids)} sentences but {len(params)} parameter sets")
         if not ids or any(len(s) == 0 for s in ids):
             raise ValueError("every sentence needs at least one id")
         device = self.text_encoder.embed_tokens.weight.device
         lengths = [len(s) for s in ids]
-        input_ids = torch.zeros(len(ids), max(lengths), dtype=torch.long)
+        count = len(ids)
+        # Padded rows and columns are masked out: they change no sentence's result, only the shapes.
+        batch = 1 << (count - 1).bit_length() if self.pad_shapes else count
+        width = bucket(max(lengths)) if self.pad_shapes else max(lengths)
+        input_ids = torch.zeros(batch, width, dtype=torch.long)
         for row, sentence in enumerate(ids):
             input_ids[row, : len(sentence)] = torch.as_tensor(sentence, dtype=torch.long)
-        input_ids = input_ids.to(device)
-        token_mask = (torch.arange(max(lengths)) < torch.tensor(lengths)[:, None]).to(device)
-        scales = torch.tensor([[p.noise_scale, p.noise_w, p.length_scale] for p in params], device=device)
+        padded_lengths = torch.tensor(lengths + [0] * (batch - count))
+        token_mask = torch.arange(width) < padded_lengths[:, None]
+        scales = torch.zeros(batch, 3)
+        scales[:count] = torch.tensor([[p.noise_scale, p.noise_w, p.length_scale] for p in params])
+        scales = scales.to(device)
         noise_scale, noise_w, length_scale = (scales[:, i, None, None] for i in range(3))
+        if isinstance(self.duration_predictor, VitsDurationPredictor):  # deterministic: draws no noise
+            duration_noise = torch.zeros(batch, 2, width, device=device)
+        else:
+            duration_noise = _padded_noise(2, lengths, generator, device, (batch, width))
+        inputs = (input_ids.to(device), token_mask.to(device), duration_noise, noise_w, length_scale)
+        durations, prior_means, prior_log_variances = (
+            self._durations_call(*inputs) if self._durations_call else self._durations(*inputs)
+        )
+        durations_cpu = durations.long().cpu()
+        frames = durations_cpu[:count].sum(-1).clamp_min(1).tolist()
+        span = bucket(max(frames)) if with_flow and self.pad_shapes else max(frames)
 
+        # Expand each id's prior over its frames: a 0/1 alignment matrix, so the matmul copies exactly.
+        ends = torch.cumsum(durations, -1)[:, None, :]
+        positions = torch.arange(span, device=device, dtype=ends.dtype)[None, :, None]
+        alignment = ((positions < ends) & (positions >= ends - durations[:, None, :])).float()
+        means = torch.matmul(alignment, prior_means).transpose(1, 2)
+        log_variances = torch.matmul(alignment, prior_log_variances).transpose(1, 2)
+        noise = _padded_noise(self.flow_size, frames, generator, device, (batch, span))
+        prior = means + noise * torch.exp(log_variances) * noise_scale
+        if not with_flow:
+            return [
+                Latent(
+                    prior=prior[row, :, :n].contiguous(),
+                    z=torch.empty_like(prior[row, :, :n]),
+                    durations=durations_cpu[row, : lengths[row]],
+                )
+                for row, n in enumerate(frames)
+            ]
+        padded_frames = torch.tensor(frames + [0] * (batch - count), device=device)
+        frame_mask = (torch.arange(span, device=device) < padded_frames[:, None])[:, None, :].float()
+        (z,) = self._flow_call(prior, frame_mask) if self._flow_call else self._whole_flow(prior, frame_mask)
+        z = z.clone()  # a graph's output is its own buffer, overwritten by its next replay
+        return [
+            Latent(
+                prior=prior[row, :, :n],
+                z=z[row, :, :n],
+                durations=durations_cpu[row, : lengths[row]],
+                ready=n,
+            )
+            for row, n in enumerate(frames)
+        ]
+
+    def _durations(
+        self,
+        input_ids: torch.Tensor,
+        token_mask: torch.Tensor,
+        duration_noise: torch.Tensor,
+        noise_w: torch.Tensor,
+        length_scale: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Frames per id [batch, ids] (float, whole numbers) and the prior's means and log-variances per id
+        [batch, ids, flow_size]: everything up to the one host synchronisation, on the device alone."""
         mask = token_mask[:, None, :].float()  # [batch, 1, ids]
         encoded = self.text_encoder(
             input_ids, mask.transpose(1, 2), attention_mask=_attention_bias(token_mask)
         )
         hidden = encoded.last_hidden_state.transpose(1, 2)
-        log_durations = self._log_durations(hidden, mask, noise_w, lengths, generator)
-        durations = torch.ceil(torch.exp(log_durations) * mask * length_scale)[:, 0]  # [batch, ids]
-        durations_cpu = durations.long().cpu()
-        frames = durations_cpu.sum(-1).clamp_min(1).tolist()
+        log_durations = self._log_durations(hidden, mask, duration_noise * noise_w)
+        durations = torch.ceil(torch.exp(log_durations) * mask * length_scale)[:, 0]
+        return durations, encoded.prior_means, encoded.prior_log_variances
 
-        # Expand each id's prior over its frames: a 0/1 alignment matrix, so the matmul copies exactly.
-        ends = torch.cumsum(durations, -1)[:, None, :]
-        positions = torch.arange(max(frames), device=device, dtype=ends.dtype)[None, :, None]
-        alignment = ((positions < ends) & (positions >= ends - durations[:, None, :])).float()
-        means = torch.matmul(alignment, encoded.prior_means).transpose(1, 2)
-        log_variances = torch.matmul(alignment, encoded.prior_log_variances).transpose(1, 2)
-        noise = _padded_noise(self.flow_size, frames, generator, device)
-        prior = means + noise * torch.exp(log_variances) * noise_scale
-        return [
-            Latent(
-                prior=prior[row, :, :n].contiguous(),
-                z=torch.empty_like(prior[row, :, :n]),
-                durations=durations_cpu[row, : lengths[row]],
-            )
-            for row, n in enumerate(frames)
-        ]
+    def _whole_flow(self, prior: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self.flow(prior, mask, reverse=True),)
 
     @torch.inference_mode()
     def run_flow(self, latents: Sequence[Latent], ends: Sequence[int]) -> None:
@@ -132,14 +196,8 @@ class SentenceStage(nn.Module):
             latent.z[:, start:end] = z[row, :, start - lo : end - lo]
             latent.ready = end
 
-    def _log_durations(
-        self,
-        hidden: torch.Tensor,
-        mask: torch.Tensor,
-        noise_w: torch.Tensor,
-        lengths: list[int],
-        generator: torch.Generator | None,
-    ) -> torch.Tensor:
+    def _log_durations(self, hidden: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """``noise``: the stochastic predictor's input [batch, 2, ids], already scaled by ``noise_w``."""
         predictor = self.duration_predictor
         if isinstance(predictor, VitsDurationPredictor):
             log_durations: torch.Tensor = predictor(hidden, mask)
@@ -150,7 +208,7 @@ class SentenceStage(nn.Module):
         # Inference skips the flow that follows the affine one, as transformers (and Piper) do.
         flows = list(reversed(predictor.flows))
         flows = [*flows[:-2], flows[-1]]
-        latents = _padded_noise(2, lengths, generator, hidden.device) * noise_w
+        latents = noise
         for flow in flows:
             latents = torch.flip(latents, [1])
             if isinstance(flow, VitsConvFlow):
@@ -192,11 +250,16 @@ def _attention_bias(token_mask: torch.Tensor) -> torch.Tensor:
 
 
 def _padded_noise(
-    channels: int, lengths: list[int], generator: torch.Generator | None, device: torch.device
+    channels: int,
+    lengths: list[int],
+    generator: torch.Generator | None,
+    device: torch.device,
+    shape: tuple[int, int],
 ) -> torch.Tensor:
-    """Standard normal noise [batch, channels, max length], drawn per row at its own length, zero-padded."""
+    """Standard normal noise [batch, channels, length] (``shape`` is batch and length), drawn per row at
+    the row's own length and zero past it (and in rows past ``lengths``)."""
     source = generator.device if generator is not None else device
-    noise = torch.zeros(len(lengths), channels, max(lengths), device=source)
+    noise = torch.zeros(shape[0], channels, shape[1], device=source)
     for row, n in enumerate(lengths):
         noise[row, :, :n] = torch.randn(channels, n, generator=generator, device=source)
     return noise.to(device)

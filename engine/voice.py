@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from voxwire.engine.config import MAX_SENTENCE_IDS
+from voxwire.engine.cuda_graphs import GraphedCall
 from voxwire.engine.decoder import WindowDecoder
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.phonemes import Phonemized
@@ -48,6 +49,9 @@ class Voice:
     Windows are decoded at fixed input shapes: a window of n kept frames runs at the smallest of
     ``window_sizes`` (by default per device: ``CPU_WINDOW_SIZES``, ``GPU_WINDOW_SIZES``) that holds it (a
     larger window at its own size), padded and masked past the utterance.
+
+    On CUDA the sentence stage and the window decoder run as CUDA graphs unless told otherwise
+    (:meth:`use_cuda_graphs`).
 
     The flow (prior -> decoder input) runs where ``flow_in_encode`` says. True (the default on GPUs, where
     it is cheap and batches well): :meth:`encode` runs it over whole sentences. False (the default on
@@ -93,8 +97,29 @@ class Voice:
         self.layout = layout
         self.max_sentence_ids = max_sentence_ids
         self.stage = stage.to(device).eval()
+        self.cuda_graphs = False
+        self.use_cuda_graphs(device.type == "cuda")
         self.decoder = decoder.to(device=device, dtype=dtype).eval()
         self._word_ids: dict[str, list[int]] = {}
+
+    def use_cuda_graphs(self, enabled: bool) -> None:
+        """Run the sentence stage (:meth:`SentenceStage.use_cuda_graphs`) and the window decoder as CUDA
+        graphs, or eagerly. With graphs a window batch is padded to a power of two."""
+        if enabled and self.device.type != "cuda":
+            raise ValueError(f"CUDA graphs need a CUDA device; the device is {self.device}")
+        self.cuda_graphs = enabled
+        self.stage.use_cuda_graphs(enabled)
+        self._decode_inside: Callable[..., tuple[torch.Tensor, ...]] = self._pcm_inside
+        self._decode_masked: Callable[..., tuple[torch.Tensor, ...]] = self._pcm_masked
+        if enabled:
+            self._decode_inside = GraphedCall(self._pcm_inside, "the window decoder")
+            self._decode_masked = GraphedCall(self._pcm_masked, "the window decoder at utterance edges")
+
+    @property
+    def graph_shapes(self) -> int:
+        """CUDA graphs captured so far, of the sentence stage and of the window decoder."""
+        calls = (self._decode_inside, self._decode_masked)
+        return self.stage.graph_shapes + sum(call.shapes for call in calls if isinstance(call, GraphedCall))
 
     def warm_up(self, rounds: int = 1) -> None:
         """Run the sentence stage, and every fixed window shape ``rounds`` times: a window at the edge of its
@@ -168,9 +193,7 @@ class Voice:
         generator: torch.Generator | None = None,
     ) -> list[Latent]:
         """Latents of a batch of sentences (any lengths, each its own params), trimmed to their frames."""
-        latents: list[Latent] = self.stage(ids, params, generator)
-        if self.flow_in_encode:
-            self.complete(latents)
+        latents: list[Latent] = self.stage(ids, params, generator, with_flow=self.flow_in_encode)
         return latents
 
     @torch.inference_mode()
@@ -225,20 +248,33 @@ class Voice:
         context = self.context_frames
         width = size + 2 * context
         channels = jobs[0][0].z.shape[0]
-        z = torch.zeros(len(jobs), channels, width, device=self.device, dtype=self.dtype)
-        valid = []
+        # With graphs, a power-of-two batch: padding rows are zeros (and outside any utterance).
+        batch = 1 << (len(jobs) - 1).bit_length() if self.cuda_graphs else len(jobs)
+        z = torch.zeros(batch, channels, width, device=self.device, dtype=self.dtype)
+        valid = [(0, width)] * batch
         for row, (latent, window) in enumerate(jobs):
             first = window.start - context  # latent frame at window position 0
             lo, hi = max(first, 0), min(first + width, latent.frames)
             z[row, :, lo - first : hi - first] = latent.z[:, lo:hi]
-            valid.append((lo - first, hi - first))
-        inside = all(v == (0, width) for v in valid)
-        bounds = None if inside else torch.tensor(valid, device=self.device)
-        audio = self.decoder(z, size, bounds)
-        pcm: np.ndarray = (
-            (audio.float() * _INT16_MAX).clamp_(-_INT16_MAX, _INT16_MAX).to(torch.int16).cpu().numpy()
-        )
-        return pcm
+            valid[row] = (lo - first, hi - first)
+        if all(v == (0, width) for v in valid):
+            (pcm,) = self._decode_inside(z)
+        else:
+            (pcm,) = self._decode_masked(z, torch.tensor(valid, device=self.device))
+        result: np.ndarray = pcm[: len(jobs)].cpu().numpy()
+        return result
+
+    def _pcm_inside(self, z: torch.Tensor) -> tuple[torch.Tensor]:
+        """int16 PCM of windows that lie inside their utterances (no masking)."""
+        return (_to_pcm(self.decoder(z, z.shape[-1] - 2 * self.context_frames, None)),)
+
+    def _pcm_masked(self, z: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor]:
+        """int16 PCM of windows whose frames ``valid`` [batch, 2] (start, end) are inside the utterance."""
+        return (_to_pcm(self.decoder(z, z.shape[-1] - 2 * self.context_frames, valid)),)
+
+
+def _to_pcm(audio: torch.Tensor) -> torch.Tensor:
+    return (audio.float() * _INT16_MAX).clamp_(-_INT16_MAX, _INT16_MAX).to(torch.int16)
 
 
 def _moved(word: WordIds, chars: int, ids: int) -> WordIds:

@@ -72,6 +72,8 @@ class Settings:
     """Let ``[[ phonemes ]]`` in client text reach the voice as phonemes (Piper voices)."""
     max_sentence_ids: int = MAX_SENTENCE_IDS
     """Longest phoneme sequence one engine step encodes; a longer sentence is cut at a clause or word."""
+    cuda_graphs: bool = True
+    """On CUDA, run the sentence stage as CUDA graphs (ignored on a CPU)."""
 
     def engine_config(self) -> EngineConfig:
         """The engine's part of these settings (raises ValueError on a bad value)."""
@@ -87,6 +89,7 @@ class Settings:
             max_sentence_ids=self.max_sentence_ids,
             max_asap_streams=self.max_asap_streams,
             admission_headroom=self.admission_headroom,
+            cuda_graphs=self.cuda_graphs,
         )
 
 

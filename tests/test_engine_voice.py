@@ -13,6 +13,7 @@ from piper import PiperVoice
 from tests.engine_fixtures import SPEECH, as_float, piper_audio, piper_ids, rel_l2, whole_decode
 from voxwire.engine.build import build_engine
 from voxwire.engine.config import EngineConfig
+from voxwire.engine.cuda_graphs import bucket
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.loader import load_voice
 from voxwire.engine.scheduler import SchedulerConfig
@@ -247,6 +248,33 @@ def test_padded_batch_equals_single_runs(voice: Voice, sentences) -> None:
         assert rel_l2(latent.z.numpy(), single.z.numpy()) < 1e-3
 
 
+def test_shapes_padded_for_cuda_graphs_change_no_latent(voice: Voice, sentences) -> None:
+    """Graphs need few shapes, so on CUDA a batch is padded to a power of two and its lengths to buckets
+    (masked out). Run here on the CPU, with noise drawn from seeded generators: the same durations, and
+    the same prior and flow output, as a batch at its own shapes with the flow run afterwards."""
+    chosen = [sentences[i] for i in (0, 4, 3)]  # three sentences: padded to a batch of four
+    params = [voice.default_params, SynthesisParams(0.667, 0.8, 1.3), voice.default_params]
+    plain = voice.stage(chosen, params, torch.Generator().manual_seed(9))
+    voice.complete(plain)
+    voice.stage.pad_shapes = True
+    try:
+        padded = voice.stage(chosen, params, torch.Generator().manual_seed(9), with_flow=True)
+    finally:
+        voice.stage.pad_shapes = False
+    for a, b in zip(plain, padded, strict=True):
+        assert torch.equal(a.durations, b.durations)
+        assert b.ready == b.frames == a.frames
+        assert rel_l2(a.prior.numpy(), b.prior.numpy()) < 1e-5
+        assert rel_l2(a.z.numpy(), b.z.numpy()) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("n", "padded"), [(1, 16), (16, 16), (17, 24), (24, 24), (25, 32), (33, 48), (200, 256)]
+)
+def test_lengths_are_padded_to_few_buckets(n: int, padded: int) -> None:
+    assert bucket(n) == padded
+
+
 def test_default_noise_speaks_plausibly_and_reproducibly(voice: Voice, sentences) -> None:
     ids = sentences[1]
 
@@ -374,3 +402,61 @@ def test_the_engine_on_cuda_runs_tf32_unless_told_otherwise() -> None:
         assert torch.backends.cudnn.conv.fp32_precision == "ieee"
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_sentence_stage_as_cuda_graphs_equals_it_run_eagerly(sentences) -> None:
+    """Graphs replay the eager kernels at padded shapes: the same latents; a second batch of the same
+    shapes replays the captured graphs (no new capture) and leaves the first batch's latents as they were."""
+    gpu = load_voice("joe", device="cuda", warm_up=False)
+    assert gpu.cuda_graphs
+    params = [gpu.default_params] * 3
+    graphed = gpu.encode(sentences[:3], params, torch.Generator().manual_seed(4))
+    captured = gpu.graph_shapes
+    assert captured == 2  # the text encoder's and the flow's, at this batch's shapes
+    first_z = [latent.z.clone() for latent in graphed]
+    again = gpu.encode(sentences[:3], params, torch.Generator().manual_seed(4))
+    assert gpu.graph_shapes == captured
+    other = gpu.encode(sentences[3:6], params, torch.Generator().manual_seed(6))
+    assert all(torch.equal(latent.z, z) for latent, z in zip(graphed, first_z, strict=True))
+    gpu.use_cuda_graphs(False)
+    gpu.stage.pad_shapes = True  # the same padded shapes, run eagerly
+    eager = gpu.encode(sentences[:3], params, torch.Generator().manual_seed(4))
+    eager_other = gpu.encode(sentences[3:6], params, torch.Generator().manual_seed(6))
+    for a, b in zip([*graphed, *other], [*eager, *eager_other], strict=True):
+        assert torch.equal(a.durations, b.durations)
+        assert a.ready == a.frames == b.frames
+        assert rel_l2(a.z.cpu().numpy(), b.z.cpu().numpy()) < 1e-5
+    for a, b in zip(graphed, again, strict=True):
+        assert torch.equal(a.z, b.z)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_window_decoder_as_cuda_graphs_equals_it_run_eagerly(voice: Voice, latents) -> None:
+    """Windows of three sentences in batches of three (padded to four), at utterance edges and inside:
+    the graphs' audio equals the eager decoder's, and each batch shape is captured once."""
+    gpu = load_voice("joe", device="cuda", warm_up=False)
+    on_gpu = [on_device(latent, gpu.device) for latent in latents[:3]]
+    graphed = decode_windowed(gpu, on_gpu, batch=3, seed=8)
+    captured = gpu.graph_shapes
+    assert captured > 0
+    again = decode_windowed(gpu, on_gpu, batch=3, seed=8)
+    assert all(np.array_equal(a, b) for a, b in zip(again, graphed, strict=True))
+    assert gpu.graph_shapes == captured
+    gpu.use_cuda_graphs(False)
+    eager = decode_windowed(gpu, on_gpu, batch=3, seed=8)
+    for a, b in zip(graphed, eager, strict=True):
+        assert rel_l2(as_float(a), as_float(b)) < 1e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graphs_can_be_turned_off() -> None:
+    assert not load_voice("joe", device="cuda", warm_up=False, cuda_graphs=False).cuda_graphs
+
+
+def test_cuda_graphs_are_refused_off_cuda() -> None:
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        load_voice("joe", device="cpu", warm_up=False).use_cuda_graphs(True)
