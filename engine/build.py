@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -103,6 +104,16 @@ def build_engine(
         max_asap_streams=config.max_asap_streams,
         admission_headroom=config.admission_headroom,
     )
+    if device.type != "cpu":
+        for voice in voices:
+            started = time.perf_counter()
+            graphs = voice.prepare_shapes(max_sentences, max_windows)
+            log.info(
+                "voice %s: every batch shape prepared in %.1f s (%d CUDA graphs)",
+                voice.info.id,
+                time.perf_counter() - started,
+                graphs,
+            )
     worker = EngineWorker(voices, scheduler, on_step=on_step, on_death=on_death, workers=workers)
     rate = worker.calibrate()
     log.info(

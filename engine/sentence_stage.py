@@ -54,17 +54,40 @@ class SentenceStage(nn.Module):
         fold_weight_norm(self)
         convert_convs(self)
         self.pad_shapes = False
-        """Pad batches to a power of two and lengths to :func:`engine.cuda_graphs.bucket`, so that few
-        shapes ever run (graphs need it); padding is masked out and changes no result."""
+        """Pad batches to a power of two, lengths to :func:`engine.cuda_graphs.bucket` and the flow's frames
+        to :func:`flow_span`, so that few shapes ever run: graphs need it, and on a GPU each new shape costs
+        its convolutions' set-up (hundreds of ms a sentence-stage shape on an H200). Padding is masked
+        out and changes no result."""
         self.use_cuda_graphs(False)
 
     def use_cuda_graphs(self, enabled: bool) -> None:
         """Run the text encoder with the duration predictor, and the flow over whole sentences, as CUDA
-        graphs (:mod:`engine.cuda_graphs`), with batches and lengths padded to a few shapes. On a CPU,
-        or when not ``enabled``, they run eagerly at their own shapes."""
-        self.pad_shapes = enabled
+        graphs (:mod:`engine.cuda_graphs`); they need ``pad_shapes``. When not ``enabled`` they run
+        eagerly."""
+        if enabled and not self.pad_shapes:
+            raise ValueError("CUDA graphs need padded shapes (pad_shapes)")
         self._durations_call = GraphedCall(self._durations, "the text encoder") if enabled else None
         self._flow_call = GraphedCall(self._whole_flow, "the flow") if enabled else None
+
+    def prepare_shapes(self, batches: Sequence[int], lengths: Sequence[int], spans: Sequence[int]) -> None:
+        """Run the stage once at each padded shape (capturing its graph, or setting up its convolutions),
+        so that no request pays for it: the text encoder at each batch and id length, the flow at each
+        batch and frame span."""
+        device = self.text_encoder.embed_tokens.weight.device
+        for batch in batches:
+            ones = torch.ones(batch, 1, 1, device=device)
+            for length in lengths:
+                ids = torch.zeros(batch, length, dtype=torch.long, device=device)
+                mask = torch.ones(batch, length, dtype=torch.bool, device=device)
+                noise = torch.zeros(batch, 2, length, device=device)
+                inputs = (ids, mask, noise, ones, ones)
+                self._durations_call(*inputs) if self._durations_call else self._durations(*inputs)
+            for span in spans:
+                prior = torch.zeros(batch, span, self.flow_size, device=device).transpose(
+                    1, 2
+                )  # as forward's
+                frame_mask = torch.ones(batch, 1, span, device=device)
+                self._flow_call(prior, frame_mask) if self._flow_call else self._whole_flow(prior, frame_mask)
 
     @property
     def graph_shapes(self) -> int:
@@ -110,7 +133,7 @@ class SentenceStage(nn.Module):
         )
         durations_cpu = durations.long().cpu()
         frames = durations_cpu[:count].sum(-1).clamp_min(1).tolist()
-        span = bucket(max(frames)) if with_flow and self.pad_shapes else max(frames)
+        span = flow_span(max(frames)) if with_flow and self.pad_shapes else max(frames)
 
         # Expand each id's prior over its frames: a 0/1 alignment matrix, so the matmul copies exactly.
         ends = torch.cumsum(durations, -1)[:, None, :]
@@ -216,6 +239,12 @@ class SentenceStage(nn.Module):
             else:
                 latents, _ = flow(latents, mask, global_conditioning=conditioning, reverse=True)
         return latents[:, :1]
+
+
+def flow_span(frames: int) -> int:
+    """The padded frame span of the flow over whole sentences: a power of two, at least 64. Coarser than
+    the ids' buckets, since frames spread much wider than ids and every shape is set up once."""
+    return max(64, 1 << (frames - 1).bit_length())
 
 
 def fold_weight_norm(module: nn.Module) -> None:

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from voxwire.engine.config import MAX_SENTENCE_IDS
-from voxwire.engine.cuda_graphs import GraphedCall
+from voxwire.engine.cuda_graphs import GraphedCall, bucket
 from voxwire.engine.decoder import WindowDecoder
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.phonemes import Phonemized
-from voxwire.engine.sentence_stage import SentenceStage
+from voxwire.engine.sentence_stage import SentenceStage, flow_span
 from voxwire.engine.splitting import IdLayout, split_ids, split_points
 from voxwire.engine.windows import WindowSpec
 from voxwire.engine.words import WordIds, align_words, symbols
@@ -31,6 +31,10 @@ kernels (tens of ms, once: :meth:`Voice.warm_up`); batches are single windows th
 batching."""
 GPU_WINDOW_SIZES = (16, 32, 64, 128, 256)
 """On a GPU, few shapes: windows batch together only at the same shape."""
+PREPARED_FRAMES = 2048
+"""On a GPU, the flow's shapes are prepared at start-up (:meth:`Voice.prepare_shapes`) for sentences of up
+to this many frames (the bundled voice makes about 2.1 frames an id at its default speed, so the most ids
+take about a quarter of it); a longer sentence sets its shape up when it first comes."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class Voice:
         self.layout = layout
         self.max_sentence_ids = max_sentence_ids
         self.stage = stage.to(device).eval()
+        self.stage.pad_shapes = device.type == "cuda"
         self.cuda_graphs = False
         self.use_cuda_graphs(device.type == "cuda")
         self.decoder = decoder.to(device=device, dtype=dtype).eval()
@@ -139,6 +144,26 @@ class Voice:
                 if self.device.type != "cpu":  # a CPU engine decodes one window a step (engine.build)
                     inside = WindowSpec(self.context_frames, self.context_frames + size)
                     self.decode_windows([(latent, inside)] * 2)
+
+    @torch.inference_mode()
+    def prepare_shapes(self, max_sentences: int, max_windows: int) -> int:
+        """On a GPU, run every padded shape a batch of up to ``max_sentences`` sentences or ``max_windows``
+        windows can take (sentences up to ``max_sentence_ids`` ids and ``PREPARED_FRAMES`` frames), so
+        that each graph is captured (or each shape's convolutions set up) before any request, not in the
+        middle of one. Returns how many graphs are held afterwards."""
+        if not self.stage.pad_shapes:
+            raise ValueError("only a voice with padded shapes (on a GPU) has a fixed set of shapes")
+        lengths = sorted({bucket(n) for n in range(1, self.max_sentence_ids + 1)})
+        spans = sorted({flow_span(n) for n in range(1, PREPARED_FRAMES + 1)})
+        self.stage.prepare_shapes(_powers_of_two(max_sentences), lengths, spans)
+        channels = self.stage.flow_size
+        for size in self.window_sizes:
+            width = size + 2 * self.context_frames
+            for batch in _powers_of_two(max_windows):
+                z = torch.zeros(batch, channels, width, device=self.device, dtype=self.dtype)
+                self._decode_inside(z)
+                self._decode_masked(z, torch.zeros(batch, 2, dtype=torch.long, device=self.device))
+        return self.graph_shapes
 
     def phonemize(self, text: str) -> Phonemized:
         """Phoneme ids per sentence, each at most ``max_sentence_ids`` long (a longer sentence is cut at a
@@ -248,8 +273,8 @@ class Voice:
         context = self.context_frames
         width = size + 2 * context
         channels = jobs[0][0].z.shape[0]
-        # With graphs, a power-of-two batch: padding rows are zeros (and outside any utterance).
-        batch = 1 << (len(jobs) - 1).bit_length() if self.cuda_graphs else len(jobs)
+        # On a GPU, a power-of-two batch (few shapes): padding rows are zeros (and outside any utterance).
+        batch = 1 << (len(jobs) - 1).bit_length() if self.stage.pad_shapes else len(jobs)
         z = torch.zeros(batch, channels, width, device=self.device, dtype=self.dtype)
         valid = [(0, width)] * batch
         for row, (latent, window) in enumerate(jobs):
@@ -271,6 +296,11 @@ class Voice:
     def _pcm_masked(self, z: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor]:
         """int16 PCM of windows whose frames ``valid`` [batch, 2] (start, end) are inside the utterance."""
         return (_to_pcm(self.decoder(z, z.shape[-1] - 2 * self.context_frames, valid)),)
+
+
+def _powers_of_two(most: int) -> list[int]:
+    """1, 2, 4, ... up to the power of two that holds ``most`` (a batch of ``most`` is padded to it)."""
+    return [1 << k for k in range((most - 1).bit_length() + 1)]
 
 
 def _to_pcm(audio: torch.Tensor) -> torch.Tensor:

@@ -460,3 +460,22 @@ def test_cuda_graphs_can_be_turned_off() -> None:
 def test_cuda_graphs_are_refused_off_cuda() -> None:
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
         load_voice("joe", device="cpu", warm_up=False).use_cuda_graphs(True)
+
+
+def test_only_a_gpu_voice_has_a_fixed_set_of_shapes_to_prepare(voice: Voice) -> None:
+    with pytest.raises(ValueError, match="padded shapes"):
+        voice.prepare_shapes(1, 1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_prepared_shapes_leave_no_capture_for_a_request(sentences) -> None:
+    """After :meth:`Voice.prepare_shapes` for batches of up to four, a batch of three sentences and its
+    windows run on graphs already captured."""
+    gpu = load_voice("joe", device="cuda", warm_up=False)
+    lengths, spans, sizes = 9, 6, len(gpu.window_sizes)  # buckets of 16 to 256 ids, 64 to 2,048 frames
+    assert gpu.prepare_shapes(4, 4) == 3 * (lengths + spans) + 3 * sizes * 2  # batches of 1, 2 and 4
+    prepared = gpu.graph_shapes
+    latents = gpu.encode(sentences[:3], [gpu.default_params] * 3)
+    decode_windowed(gpu, latents, batch=3, seed=1)
+    assert gpu.graph_shapes == prepared
