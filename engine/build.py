@@ -47,6 +47,16 @@ def default_dtype(device: torch.device) -> str:
     return "tf32" if device.type == "cuda" else "float32"
 
 
+def check_workers(device: torch.device, workers: int, cuda_graphs: bool) -> None:
+    """Raise ValueError if the workers would share CUDA graphs: a graph replays into its own buffers, so
+    two threads replaying it at once would overwrite each other's results."""
+    if device.type == "cuda" and cuda_graphs and workers > 1:
+        raise ValueError(
+            f"{workers} workers on {device} would share the voices' CUDA graphs: use one worker per GPU, "
+            "or --cuda-graphs false"
+        )
+
+
 VoiceLoader = Callable[[str, EngineConfig], Voice]
 """Loads one voice (a ``voices`` entry) as a config asks: the default is :func:`load_configured_voice`;
 embedders and tests may bring their own."""
@@ -81,6 +91,7 @@ def build_engine(
     )
     dtype = default_dtype(device) if config.dtype == "auto" else config.dtype
     workers = config.workers or (cores if device.type == "cpu" else 1)
+    check_workers(device, workers, config.cuda_graphs)
     threads = config.threads or max(1, (cores - 1) // workers)
     torch.set_num_threads(threads)  # before loading: the voices warm up at the thread count they run at
     voices = []

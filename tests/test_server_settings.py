@@ -10,6 +10,7 @@ import torch
 from voxwire.engine.build import (
     GPU_MAX_BATCH_SENTENCES,
     GPU_MAX_BATCH_WINDOWS,
+    check_workers,
     default_dtype,
     default_max_batch,
 )
@@ -81,3 +82,18 @@ def test_admission_headroom_reaches_the_engine() -> None:
     assert build_settings(parse(), {}).engine_config().admission_headroom == 0.8
     environ = {"VOXWIRE_ADMISSION_HEADROOM": "0.9"}
     assert build_settings(parse(), environ).engine_config().admission_headroom == 0.9
+
+
+def test_cuda_graphs_are_on_by_default_and_can_be_turned_off() -> None:
+    assert build_settings(parse(), {}).engine_config().cuda_graphs
+    assert not build_settings(parse("--cuda-graphs", "false"), {}).engine_config().cuda_graphs
+    assert not build_settings(parse(), {"VOXWIRE_CUDA_GRAPHS": "0"}).engine_config().cuda_graphs
+
+
+def test_workers_never_share_cuda_graphs() -> None:
+    cuda = torch.device("cuda", 0)
+    with pytest.raises(ValueError, match="one worker per GPU"):
+        check_workers(cuda, 2, cuda_graphs=True)
+    check_workers(cuda, 1, cuda_graphs=True)
+    check_workers(cuda, 2, cuda_graphs=False)
+    check_workers(torch.device("cpu"), 2, cuda_graphs=True)  # ignored on a CPU
