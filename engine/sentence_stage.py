@@ -19,7 +19,7 @@ was batched with, only on the generator's state.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -66,8 +66,11 @@ class SentenceStage(nn.Module):
         eagerly."""
         if enabled and not self.pad_shapes:
             raise ValueError("CUDA graphs need padded shapes (pad_shapes)")
-        self._durations_call = GraphedCall(self._durations, "the text encoder") if enabled else None
-        self._flow_call = GraphedCall(self._whole_flow, "the flow") if enabled else None
+        self._run_durations: Callable[..., tuple[torch.Tensor, ...]] = self._durations
+        self._run_whole_flow: Callable[..., tuple[torch.Tensor, ...]] = self._whole_flow
+        if enabled:
+            self._run_durations = GraphedCall(self._durations, "the text encoder")
+            self._run_whole_flow = GraphedCall(self._whole_flow, "the flow")
 
     def prepare_shapes(self, batches: Sequence[int], lengths: Sequence[int], spans: Sequence[int]) -> None:
         """Run the stage once at each padded shape (capturing its graph, or setting up its convolutions),
@@ -80,19 +83,17 @@ class SentenceStage(nn.Module):
                 ids = torch.zeros(batch, length, dtype=torch.long, device=device)
                 mask = torch.ones(batch, length, dtype=torch.bool, device=device)
                 noise = torch.zeros(batch, 2, length, device=device)
-                inputs = (ids, mask, noise, ones, ones)
-                self._durations_call(*inputs) if self._durations_call else self._durations(*inputs)
+                self._run_durations(ids, mask, noise, ones, ones)
             for span in spans:
-                prior = torch.zeros(batch, span, self.flow_size, device=device).transpose(
-                    1, 2
-                )  # as forward's
-                frame_mask = torch.ones(batch, 1, span, device=device)
-                self._flow_call(prior, frame_mask) if self._flow_call else self._whole_flow(prior, frame_mask)
+                # time-major, as forward's prior
+                prior = torch.zeros(batch, span, self.flow_size, device=device).transpose(1, 2)
+                self._run_whole_flow(prior, torch.ones(batch, 1, span, device=device))
 
     @property
     def graph_shapes(self) -> int:
         """CUDA graphs captured so far (one per shape of each graphed part)."""
-        return sum(call.shapes for call in (self._durations_call, self._flow_call) if call is not None)
+        calls = (self._run_durations, self._run_whole_flow)
+        return sum(call.shapes for call in calls if isinstance(call, GraphedCall))
 
     @torch.inference_mode()
     def forward(
@@ -127,9 +128,8 @@ class SentenceStage(nn.Module):
             duration_noise = torch.zeros(batch, 2, width, device=device)
         else:
             duration_noise = _padded_noise(2, lengths, generator, device, (batch, width))
-        inputs = (input_ids.to(device), token_mask.to(device), duration_noise, noise_w, length_scale)
-        durations, prior_means, prior_log_variances = (
-            self._durations_call(*inputs) if self._durations_call else self._durations(*inputs)
+        durations, prior_means, prior_log_variances = self._run_durations(
+            input_ids.to(device), token_mask.to(device), duration_noise, noise_w, length_scale
         )
         durations_cpu = durations.long().cpu()
         frames = durations_cpu[:count].sum(-1).clamp_min(1).tolist()
@@ -154,7 +154,7 @@ class SentenceStage(nn.Module):
             ]
         padded_frames = torch.tensor(frames + [0] * (batch - count), device=device)
         frame_mask = (torch.arange(span, device=device) < padded_frames[:, None])[:, None, :].float()
-        (z,) = self._flow_call(prior, frame_mask) if self._flow_call else self._whole_flow(prior, frame_mask)
+        (z,) = self._run_whole_flow(prior, frame_mask)
         z = z.clone()  # a graph's output is its own buffer, overwritten by its next replay
         return [
             Latent(
