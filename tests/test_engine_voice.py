@@ -13,7 +13,6 @@ from piper import PiperVoice
 from tests.engine_fixtures import SPEECH, as_float, piper_audio, piper_ids, rel_l2, whole_decode
 from voxwire.engine.build import build_engine
 from voxwire.engine.config import EngineConfig
-from voxwire.engine.cuda_graphs import bucket
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.loader import load_voice
 from voxwire.engine.scheduler import SchedulerConfig
@@ -266,13 +265,6 @@ def test_shapes_padded_for_cuda_graphs_change_no_latent(voice: Voice, sentences)
         assert b.ready == b.frames == a.frames
         assert rel_l2(a.prior.numpy(), b.prior.numpy()) < 1e-5
         assert rel_l2(a.z.numpy(), b.z.numpy()) < 1e-5
-
-
-@pytest.mark.parametrize(
-    ("n", "padded"), [(1, 16), (16, 16), (17, 24), (24, 24), (25, 32), (33, 48), (200, 256)]
-)
-def test_lengths_are_padded_to_few_buckets(n: int, padded: int) -> None:
-    assert bucket(n) == padded
 
 
 def test_default_noise_speaks_plausibly_and_reproducibly(voice: Voice, sentences) -> None:
