@@ -56,8 +56,7 @@ class SentenceStage(nn.Module):
         self.pad_shapes = False
         """Pad batches to a power of two, lengths to :func:`engine.cuda_graphs.bucket` and the flow's frames
         to :func:`flow_span`, so that few shapes ever run: graphs need it, and on a GPU each new shape costs
-        its convolutions' set-up (hundreds of ms a sentence-stage shape on an H200). Padding is masked
-        out and changes no result."""
+        its convolutions' set-up (docs/benchmarks.md). Padding is masked out and changes no result."""
         self.use_cuda_graphs(False)
 
     def use_cuda_graphs(self, enabled: bool) -> None:
