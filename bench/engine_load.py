@@ -203,7 +203,7 @@ def main() -> None:
     voice = load_voice("joe", device=device, tf32=device.startswith("cuda"), cuda_graphs=args.cuda_graphs)
     graphs = ", CUDA graphs" if voice.cuda_graphs else ""
     print(f"# engine_load: {machine()}; torch {torch.__version__}, device {args.device}{graphs}")
-    if voice.device.type != "cpu":  # as the server's engine starts (engine.build)
+    if voice.device.type == "cuda":  # as the server's engine starts (engine.build)
         started = time.perf_counter()
         max_windows, max_sentences = default_max_batch(voice.device)
         held = voice.prepare_shapes(max_sentences, max_windows)

@@ -40,8 +40,8 @@ class EngineConfig:
     admission_headroom: float = 0.8
     """Admit realtime streams up to this fraction of the measured capacity (0 < headroom <= 1)."""
     cuda_graphs: bool = True
-    """On CUDA, run the sentence stage as CUDA graphs (one launch where it was about a thousand: the stage
-    was launch-bound, docs/benchmarks.md). Ignored on a CPU."""
+    """On CUDA, run the sentence stage and the window decoder as CUDA graphs (one launch where the sentence
+    stage made about a thousand: it was launch-bound, docs/benchmarks.md). Ignored on a CPU."""
 
     def __post_init__(self) -> None:
         if not self.voices:

@@ -30,6 +30,11 @@ WARMUP_RUNS = 2
 and load kernels, none of which may happen while capturing."""
 
 
+def power_of_two(n: int) -> int:
+    """The smallest power of two that holds ``n`` (at least 1): the padded size of a batch of ``n``."""
+    return 1 << (n - 1).bit_length()
+
+
 def bucket(n: int, smallest: int = 16) -> int:
     """The padded size for ``n``: the smallest of ``smallest * 2**k`` and ``smallest * 1.5 * 2**k`` that
     holds it, so at most a third of a padded batch is padding and few shapes are ever captured."""

@@ -41,7 +41,8 @@ def load_voice(
     ``allow_raw_phonemes`` lets ``[[ phonemes ]]`` in text pass through (Piper voices); ``max_sentence_ids``
     bounds one sentence stage (:meth:`Voice.phonemize`). ``tf32`` (CUDA only) lets float32 convolutions and
     matrix products run on TF32 tensor cores; without it they are IEEE float32 (:func:`set_tf32`).
-    ``cuda_graphs`` (CUDA only; ignored on a CPU) runs the sentence stage as CUDA graphs.
+    ``cuda_graphs`` (CUDA only; ignored on a CPU) runs the sentence stage and the window decoder as CUDA
+    graphs.
     """
     target = torch.device(resolve_device(device))
     if target.type == "cuda":

@@ -34,7 +34,7 @@ from transformers.models.vits.modeling_vits import (
 
 from voxwire.engine.channels_last import convert_convs
 from voxwire.engine.conv_flow import inverse_conv_flow
-from voxwire.engine.cuda_graphs import GraphedCall, bucket
+from voxwire.engine.cuda_graphs import GraphedCall, bucket, power_of_two
 from voxwire.engine.latent import Latent, SynthesisParams
 
 
@@ -112,7 +112,7 @@ class SentenceStage(nn.Module):
         lengths = [len(s) for s in ids]
         count = len(ids)
         # Padded rows and columns are masked out: they change no sentence's result, only the shapes.
-        batch = 1 << (count - 1).bit_length() if self.pad_shapes else count
+        batch = power_of_two(count) if self.pad_shapes else count
         width = bucket(max(lengths)) if self.pad_shapes else max(lengths)
         input_ids = torch.zeros(batch, width, dtype=torch.long)
         for row, sentence in enumerate(ids):
@@ -243,7 +243,7 @@ class SentenceStage(nn.Module):
 def flow_span(frames: int) -> int:
     """The padded frame span of the flow over whole sentences: a power of two, at least 64. Coarser than
     the ids' buckets, since frames spread much wider than ids and every shape is set up once."""
-    return max(64, 1 << (frames - 1).bit_length())
+    return max(64, power_of_two(frames))
 
 
 def fold_weight_norm(module: nn.Module) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from voxwire.engine.config import MAX_SENTENCE_IDS
-from voxwire.engine.cuda_graphs import GraphedCall, bucket
+from voxwire.engine.cuda_graphs import GraphedCall, bucket, power_of_two
 from voxwire.engine.decoder import WindowDecoder
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.phonemes import Phonemized
@@ -102,14 +102,13 @@ class Voice:
         self.max_sentence_ids = max_sentence_ids
         self.stage = stage.to(device).eval()
         self.stage.pad_shapes = device.type == "cuda"
-        self.cuda_graphs = False
         self.use_cuda_graphs(device.type == "cuda")
         self.decoder = decoder.to(device=device, dtype=dtype).eval()
         self._word_ids: dict[str, list[int]] = {}
 
     def use_cuda_graphs(self, enabled: bool) -> None:
         """Run the sentence stage (:meth:`SentenceStage.use_cuda_graphs`) and the window decoder as CUDA
-        graphs, or eagerly. With graphs a window batch is padded to a power of two."""
+        graphs, or eagerly (either way at the padded shapes of a GPU voice)."""
         if enabled and self.device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device; the device is {self.device}")
         self.cuda_graphs = enabled
@@ -274,7 +273,7 @@ class Voice:
         width = size + 2 * context
         channels = jobs[0][0].z.shape[0]
         # On a GPU, a power-of-two batch (few shapes): padding rows are zeros (and outside any utterance).
-        batch = 1 << (len(jobs) - 1).bit_length() if self.stage.pad_shapes else len(jobs)
+        batch = power_of_two(len(jobs)) if self.stage.pad_shapes else len(jobs)
         z = torch.zeros(batch, channels, width, device=self.device, dtype=self.dtype)
         valid = [(0, width)] * batch
         for row, (latent, window) in enumerate(jobs):
@@ -300,7 +299,7 @@ class Voice:
 
 def _powers_of_two(most: int) -> list[int]:
     """1, 2, 4, ... up to the power of two that holds ``most`` (a batch of ``most`` is padded to it)."""
-    return [1 << k for k in range((most - 1).bit_length() + 1)]
+    return [1 << k for k in range(power_of_two(most).bit_length())]
 
 
 def _to_pcm(audio: torch.Tensor) -> torch.Tensor:

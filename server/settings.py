@@ -73,7 +73,7 @@ class Settings:
     max_sentence_ids: int = MAX_SENTENCE_IDS
     """Longest phoneme sequence one engine step encodes; a longer sentence is cut at a clause or word."""
     cuda_graphs: bool = True
-    """On CUDA, run the sentence stage as CUDA graphs (ignored on a CPU)."""
+    """On CUDA, run the sentence stage and the window decoder as CUDA graphs (ignored on a CPU)."""
 
     def engine_config(self) -> EngineConfig:
         """The engine's part of these settings (raises ValueError on a bad value)."""
