@@ -8,7 +8,9 @@ Text encoder, duration predictor and flow are transformers' VITS modules. This m
 ``VitsModel.forward`` because each sentence brings its own scales and the noise must come from a caller's
 ``torch.Generator``; the stochastic duration predictor's inverse pass is therefore spelled out here (it is
 ``VitsStochasticDurationPredictor.forward(reverse=True)`` with the noise passed in, and its spline flows
-inverted by :mod:`engine.conv_flow`).
+inverted by :mod:`engine.conv_flow`). The prior's flow is inverted by :mod:`engine.coupling_flow` (a chunk
+computes only what it reads), and the text encoder's attention and feed-forward layers are swapped for
+equivalents that skip work (:mod:`engine.text_encoder`).
 
 Weight norm (which transformers' WaveNets carry) is folded into plain weights, and the 1-d convs are swapped
 for channels-last ones (:mod:`engine.channels_last`), which are faster on CPU.
@@ -34,8 +36,10 @@ from transformers.models.vits.modeling_vits import (
 
 from voxwire.engine.channels_last import convert_convs
 from voxwire.engine.conv_flow import inverse_conv_flow
+from voxwire.engine.coupling_flow import flow_reach, reverse_flow
 from voxwire.engine.cuda_graphs import GraphedCall, bucket, power_of_two
 from voxwire.engine.latent import Latent, SynthesisParams
+from voxwire.engine.text_encoder import convert_text_encoder
 
 
 class SentenceStage(nn.Module):
@@ -50,8 +54,9 @@ class SentenceStage(nn.Module):
         self.duration_predictor = duration_predictor
         self.flow = flow
         self.flow_size = text_encoder.config.flow_size
-        self.flow_context = _flow_receptive_field(flow)
+        self.flow_context = flow_reach(flow)
         fold_weight_norm(self)
+        convert_text_encoder(self.text_encoder)
         convert_convs(self)
         self.pad_shapes = False
         """Pad batches to a power of two, lengths to :func:`engine.cuda_graphs.bucket` and the flow's frames
@@ -185,7 +190,7 @@ class SentenceStage(nn.Module):
         return durations, encoded.prior_means, encoded.prior_log_variances
 
     def _whole_flow(self, prior: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor]:
-        return (self.flow(prior, mask, reverse=True),)
+        return (reverse_flow(self.flow, prior, mask),)
 
     @torch.inference_mode()
     def run_flow(self, latents: Sequence[Latent], ends: Sequence[int]) -> None:
@@ -213,9 +218,13 @@ class SentenceStage(nn.Module):
             prior[row, :, : hi - lo] = latent.prior[:, lo:hi]
         widths = torch.tensor([hi - lo for lo, hi in spans], device=device)
         mask = (torch.arange(width, device=device) < widths[:, None])[:, None, :].float()
-        z = self.flow(prior, mask, reverse=True)
+        # Frames each row reads past its chunk, at the ends of the batch: their outputs need not be made.
+        spare_left = min(start - lo for (_, start, _), (lo, _) in zip(chunks, spans, strict=True))
+        spare_right = min(width - (end - lo) for (_, _, end), (lo, _) in zip(chunks, spans, strict=True))
+        z = reverse_flow(self.flow, prior, mask, spare_left, spare_right)
         for row, ((latent, start, end), (lo, _)) in enumerate(zip(chunks, spans, strict=True)):
-            latent.z[:, start:end] = z[row, :, start - lo : end - lo]
+            offset = lo + spare_left  # the prior's frame at z's index 0
+            latent.z[:, start:end] = z[row, :, start - offset : end - offset]
             latent.ready = end
 
     def _log_durations(self, hidden: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -251,19 +260,6 @@ def fold_weight_norm(module: nn.Module) -> None:
     for sub in module.modules():
         if parametrize.is_parametrized(sub, "weight"):
             parametrize.remove_parametrizations(sub, "weight")
-
-
-def _flow_receptive_field(flow: VitsResidualCouplingBlock) -> int:
-    """Frames either side that one output frame of the (reverse) flow depends on.
-
-    Each coupling layer updates one half from the other half through its WaveNet (the 1x1 convs add
-    nothing); the halves swap between layers, so the reaches of all layers add up.
-    """
-    reach = 0
-    for name, conv in flow.named_modules():
-        if ".wavenet.in_layers." in name and isinstance(conv, nn.Conv1d):
-            reach += (conv.kernel_size[0] - 1) // 2 * conv.dilation[0]
-    return reach
 
 
 def _attention_bias(token_mask: torch.Tensor) -> torch.Tensor:
