@@ -62,24 +62,21 @@ class BandedRelativeAttention(nn.Module):
         query = self._heads(self.q_proj(hidden_states) * self.scaling)
         key = self._heads(self.k_proj(hidden_states))
         value = self._heads(self.v_proj(hidden_states))
-        offsets = range(-min(self.window_size, length - 1), min(self.window_size, length - 1) + 1)
-        first = offsets[0] + self.window_size  # the embedding of the nearest offset that fits
-        reach = slice(first, first + len(offsets))
+        window = self.window_size
 
-        weights = torch.bmm(query, key.transpose(1, 2))
-        # [batch * heads, ids, offsets]: each query against the embedding of each offset it reaches
-        relative = torch.matmul(query, self.emb_rel_k[0, reach].transpose(0, 1))
-        for column, offset in enumerate(offsets):
-            weights.diagonal(offset, 1, 2).add_(relative[:, _rows(offset, length), column])
+        # Scores with ``window`` spare columns each side, so that every query's band of relative offsets
+        # (key = query - window ... query + window) is one strided view, whether its keys exist or not.
+        scores = nn.functional.pad(torch.bmm(query, key.transpose(1, 2)), (window, window))
+        # each query against the embedding of each offset [batch * heads, ids, offsets]
+        _band(scores).add_(torch.matmul(query, self.emb_rel_k[0].transpose(0, 1)))
+        weights = scores[..., window : window + length]
         if attention_mask is not None:
-            weights = (weights.view(batch, self.num_heads, length, length) + attention_mask).view_as(weights)
-        probs = nn.functional.softmax(weights, dim=-1)
+            weights = weights.view(batch, self.num_heads, length, length) + attention_mask
+        probs = nn.functional.softmax(weights.reshape(-1, length, length), dim=-1)
 
         output = torch.bmm(probs, value)
-        by_offset = probs.new_zeros(probs.shape[0], length, len(offsets))
-        for column, offset in enumerate(offsets):
-            by_offset[:, _rows(offset, length), column] = probs.diagonal(offset, 1, 2)
-        output += torch.matmul(by_offset, self.emb_rel_v[0, reach])
+        # each query's weights by offset (zero where no key lies): the same band, of the probabilities
+        output += torch.matmul(_band(nn.functional.pad(probs, (window, window))), self.emb_rel_v[0])
 
         output = output.view(batch, self.num_heads, length, self.head_dim).transpose(1, 2)
         return self.out_proj(output.reshape(batch, length, self.embed_dim)), None
@@ -91,9 +88,12 @@ class BandedRelativeAttention(nn.Module):
         return states.reshape(batch * self.num_heads, length, self.head_dim)
 
 
-def _rows(offset: int, length: int) -> slice:
-    """The rows (query ids) of the diagonal at ``offset`` (key id = query id + offset)."""
-    return slice(0, length - offset) if offset >= 0 else slice(-offset, length)
+def _band(padded: torch.Tensor) -> torch.Tensor:
+    """[rows, ids, ids + 2 * window] -> the view [rows, ids, 2 * window + 1] of each id's own columns
+    (id ... id + 2 * window: its offsets -window ... window once the padding is taken off)."""
+    rows, length, width = padded.shape
+    offsets = width - length + 1
+    return padded.as_strided((rows, length, offsets), (length * width, width + 1, 1), padded.storage_offset())
 
 
 class FeedForward(nn.Module):
