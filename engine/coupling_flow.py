@@ -91,16 +91,16 @@ def _reverse_coupling(
 
 
 def _wavenet(wavenet: VitsWaveNet, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The WaveNet's skip outputs, summed: every layer but the last also feeds a residual to the next."""
     channels = wavenet.hidden_size
-    last = wavenet.num_layers - 1
     outputs: torch.Tensor | None = None
     for index in range(wavenet.num_layers):
         hidden = wavenet.in_layers[index](inputs)
         acts = torch.tanh(hidden[:, :channels]) * torch.sigmoid(hidden[:, channels:])
-        res_skip = wavenet.res_skip_layers[index](acts)
-        skip = res_skip if index == last else res_skip[:, channels:]
-        if index < last:
-            inputs = (inputs + res_skip[:, :channels]) * mask
+        skip = wavenet.res_skip_layers[index](acts)
+        if index < wavenet.num_layers - 1:
+            inputs = (inputs + skip[:, :channels]) * mask
+            skip = skip[:, channels:]
         outputs = skip if outputs is None else outputs + skip
     assert outputs is not None  # a WaveNet has at least one layer
     return outputs * mask
