@@ -40,6 +40,7 @@ from voxwire.engine.coupling_flow import flow_reach, reverse_flow
 from voxwire.engine.cuda_graphs import GraphedCall, bucket, power_of_two
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.text_encoder import convert_text_encoder
+from voxwire.engine.traced import TracedCall, traced
 
 
 class SentenceStage(nn.Module):
@@ -75,6 +76,37 @@ class SentenceStage(nn.Module):
         if enabled:
             self._run_durations = GraphedCall(self._durations, "the text encoder")
             self._run_whole_flow = GraphedCall(self._whole_flow, "the flow")
+
+    def trace(self) -> bool:
+        """Run the text encoder with the duration predictor as one TorchScript trace (:mod:`engine.traced`),
+        for a CPU: no Python, and no GIL, between its ops. True when the trace was made and matches the
+        eager stage; otherwise the stage stays eager."""
+        if isinstance(self._run_durations, GraphedCall):
+            raise ValueError("the stage runs as CUDA graphs; a trace is for the CPU")
+        # A padded batch of two, so that no branch is taken for want of padding; checked at other shapes.
+        example = self._example_inputs([13, 7])
+        check = self._example_inputs([5, 23, 17])
+        run = traced(self, self._durations, example, check, "the sentence stage")
+        self._run_durations = run
+        return run is not self._durations
+
+    @property
+    def traced(self) -> bool:
+        """Whether the text encoder and the duration predictor run as a trace (:meth:`trace`)."""
+        return isinstance(self._run_durations, TracedCall)
+
+    def _example_inputs(self, lengths: list[int]) -> tuple[torch.Tensor, ...]:
+        """Inputs of :meth:`_durations` for sentences of ``lengths`` ids (arbitrary ids, seeded noise)."""
+        device = self.text_encoder.embed_tokens.weight.device
+        vocab = self.text_encoder.embed_tokens.num_embeddings
+        generator = torch.Generator().manual_seed(len(lengths))
+        width = max(lengths)
+        ids = torch.randint(0, vocab, (len(lengths), width), generator=generator)
+        mask = torch.arange(width) < torch.tensor(lengths)[:, None]
+        noise = torch.randn(len(lengths), 2, width, generator=generator) * mask[:, None]
+        scales = torch.ones(len(lengths), 1, 1)
+        inputs = (ids * mask, mask, noise, 0.8 * scales, scales)
+        return tuple(tensor.to(device) for tensor in inputs)
 
     def prepare_shapes(self, batches: Sequence[int], lengths: Sequence[int], spans: Sequence[int]) -> None:
         """Run the stage once at each padded shape (capturing its graph, or setting up its convolutions),

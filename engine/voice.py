@@ -55,7 +55,8 @@ class Voice:
     larger window at its own size), padded and masked past the utterance.
 
     On CUDA the sentence stage and the window decoder run as CUDA graphs unless told otherwise
-    (:meth:`use_cuda_graphs`).
+    (:meth:`use_cuda_graphs`); on a CPU the sentence stage's text encoder and duration predictor run as a
+    TorchScript trace (:meth:`SentenceStage.trace`).
 
     The flow (prior -> decoder input) runs where ``flow_in_encode`` says. True (the default on GPUs, where
     it is cheap and batches well): :meth:`encode` runs it over whole sentences. False (the default on
@@ -103,6 +104,8 @@ class Voice:
         self.stage = stage.to(device).eval()
         self.stage.pad_shapes = device.type == "cuda"
         self.use_cuda_graphs(device.type == "cuda")
+        if device.type == "cpu":
+            self.stage.trace()
         self.decoder = decoder.to(device=device, dtype=dtype).eval()
         self._word_ids: dict[str, list[int]] = {}
 

@@ -74,6 +74,8 @@ def test_voice_info_and_defaults(voice: Voice) -> None:
     assert voice.hop_length == 256
     assert voice.context_frames == 11
     assert voice.default_params == SynthesisParams(noise_scale=0.667, noise_w=0.8, length_scale=1.0)
+    # On a CPU the text encoder and duration predictor run as a trace (the equality tests below run it).
+    assert voice.stage.traced
 
 
 def test_a_cpu_voice_pads_any_window_by_less_than_one_grid_step(
