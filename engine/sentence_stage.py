@@ -86,9 +86,8 @@ class SentenceStage(nn.Module):
         # A padded batch of two, so that no branch is taken for want of padding; checked at other shapes.
         example = self._example_inputs([13, 7])
         check = self._example_inputs([5, 23, 17])
-        run = traced(self, self._durations, example, check, "the sentence stage")
-        self._run_durations = run
-        return run is not self._durations
+        self._run_durations = traced(self, self._durations, example, check, "the sentence stage")
+        return self.traced
 
     @property
     def traced(self) -> bool:
