@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -45,19 +46,24 @@ class _StageHalos:
 class _ResBlock(nn.Module):
     """Residual steps; each step is a chain of convs, each preceded by a leaky ReLU."""
 
-    def __init__(self, slope: float, steps: list[list[Conv1d]]) -> None:
+    def __init__(self, slope: float) -> None:
         super().__init__()
         self.slope = slope
-        self._steps = steps  # the same convs the subclass registers under Piper's names
+
+    def steps(self) -> list[list[Conv1d]]:
+        """The convs of each step, as the subclass registers them under Piper's names (read at each call:
+        a conv may be replaced, :func:`engine.winograd.use_winograd`)."""
+        raise NotImplementedError
 
     def halo(self) -> int:
-        return sum((conv.kernel_size[0] - 1) // 2 * conv.dilation[0] for step in self._steps for conv in step)
+        convs = [conv for step in self.steps() for conv in step]
+        return sum((conv.kernel_size[0] - 1) // 2 * conv.dilation[0] for conv in convs)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """``x`` plus each step's residual. In place wherever a tensor is this block's own (a conv's
         output, the running sum): fewer allocations, and the activations stay in cache."""
         out = x  # the stage's input, shared with the other blocks: never written
-        for step in self._steps:
+        for step in self.steps():
             h = conv_in = F.leaky_relu(out, self.slope)
             for index, conv in enumerate(step):
                 if index:
@@ -73,20 +79,24 @@ class ResBlock1(_ResBlock):
     """HiFi-GAN's type-1 block: per dilation, a dilated conv then a plain one (transformers, Piper high)."""
 
     def __init__(self, channels: int, kernel: int, dilations: Sequence[int], slope: float) -> None:
-        convs1 = [_conv(channels, channels, kernel, d) for d in dilations]
-        convs2 = [_conv(channels, channels, kernel, 1) for _ in dilations]
-        super().__init__(slope, [[c1, c2] for c1, c2 in zip(convs1, convs2, strict=True)])
-        self.convs1 = nn.ModuleList(convs1)
-        self.convs2 = nn.ModuleList(convs2)
+        super().__init__(slope)
+        self.convs1 = nn.ModuleList(_conv(channels, channels, kernel, d) for d in dilations)
+        self.convs2 = nn.ModuleList(_conv(channels, channels, kernel, 1) for _ in dilations)
+
+    def steps(self) -> list[list[Conv1d]]:
+        pairs = zip(self.convs1, self.convs2, strict=True)
+        return [[cast(Conv1d, c1), cast(Conv1d, c2)] for c1, c2 in pairs]
 
 
 class ResBlock2(_ResBlock):
     """HiFi-GAN's type-2 block: one dilated conv per dilation (Piper medium and low voices)."""
 
     def __init__(self, channels: int, kernel: int, dilations: Sequence[int], slope: float) -> None:
-        convs = [_conv(channels, channels, kernel, d) for d in dilations]
-        super().__init__(slope, [[conv] for conv in convs])
-        self.convs = nn.ModuleList(convs)
+        super().__init__(slope)
+        self.convs = nn.ModuleList(_conv(channels, channels, kernel, d) for d in dilations)
+
+    def steps(self) -> list[list[Conv1d]]:
+        return [[cast(Conv1d, conv)] for conv in self.convs]
 
 
 class WindowDecoder(nn.Module):

@@ -25,7 +25,11 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def load_hf_voice(
-    spec: str, device: torch.device, dtype: torch.dtype, max_sentence_ids: int = MAX_SENTENCE_IDS
+    spec: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    max_sentence_ids: int = MAX_SENTENCE_IDS,
+    winograd: bool = True,
 ) -> Voice:
     model = VitsModel.from_pretrained(spec, local_files_only=True).eval()
     tokenizer = VitsTokenizer.from_pretrained(spec, local_files_only=True)
@@ -56,6 +60,7 @@ def load_hf_voice(
         device,
         dtype,
         max_sentence_ids=max_sentence_ids,
+        winograd=winograd,
     )
 
 

@@ -31,6 +31,7 @@ def load_voice(
     max_sentence_ids: int = MAX_SENTENCE_IDS,
     tf32: bool = False,
     cuda_graphs: bool = True,
+    winograd: bool = True,
 ) -> Voice:
     """Load a voice onto ``device`` ("auto": CUDA when there is one, else the CPU).
 
@@ -42,7 +43,8 @@ def load_voice(
     bounds one sentence stage (:meth:`Voice.phonemize`). ``tf32`` (CUDA only) lets float32 convolutions and
     matrix products run on TF32 tensor cores; without it they are IEEE float32 (:func:`set_tf32`).
     ``cuda_graphs`` (CUDA only; ignored on a CPU) runs the sentence stage and the window decoder as CUDA
-    graphs.
+    graphs. ``winograd`` (a CPU in float32 only; ignored elsewhere) computes the wide convs by Winograd's
+    minimal filtering (:mod:`engine.winograd`); False keeps every conv direct.
     """
     target = torch.device(resolve_device(device))
     if target.type == "cuda":
@@ -51,14 +53,14 @@ def load_voice(
         raise ValueError(f"tf32 is a CUDA precision; the device is {target}")
     if spec in _BUNDLED_NAMES:
         voice = load_piper_voice(
-            model_path(), config_path(), target, dtype, allow_raw_phonemes, max_sentence_ids
+            model_path(), config_path(), target, dtype, allow_raw_phonemes, max_sentence_ids, winograd
         )
     elif spec.endswith(".onnx"):
         model = Path(spec)
         config = model.with_name(model.name + ".json")
-        voice = load_piper_voice(model, config, target, dtype, allow_raw_phonemes, max_sentence_ids)
+        voice = load_piper_voice(model, config, target, dtype, allow_raw_phonemes, max_sentence_ids, winograd)
     else:
-        voice = load_hf_voice(spec, target, dtype, max_sentence_ids)
+        voice = load_hf_voice(spec, target, dtype, max_sentence_ids, winograd)
     if target.type == "cuda":
         voice.use_cuda_graphs(cuda_graphs)
     if warm_up:
@@ -93,6 +95,7 @@ def load_piper_voice(
     dtype: torch.dtype,
     allow_raw_phonemes: bool = False,
     max_sentence_ids: int = MAX_SENTENCE_IDS,
+    winograd: bool = True,
 ) -> Voice:
     raw = json.loads(Path(config_file).read_text(encoding="utf-8"))
     config = PiperConfig.from_dict(raw)
@@ -120,4 +123,5 @@ def load_piper_voice(
         device,
         dtype,
         max_sentence_ids=max_sentence_ids,
+        winograd=winograd,
     )

@@ -16,6 +16,7 @@ from voxwire.engine.phonemes import Phonemized
 from voxwire.engine.sentence_stage import SentenceStage, flow_span
 from voxwire.engine.splitting import IdLayout, split_ids, split_points
 from voxwire.engine.windows import WindowSpec
+from voxwire.engine.winograd import use_winograd
 from voxwire.engine.words import WordIds, align_words, symbols
 from voxwire.engine.work import Piece
 
@@ -56,7 +57,9 @@ class Voice:
 
     On CUDA the sentence stage and the window decoder run as CUDA graphs unless told otherwise
     (:meth:`use_cuda_graphs`); on a CPU the sentence stage's text encoder and duration predictor run as a
-    TorchScript trace (:meth:`SentenceStage.trace`).
+    TorchScript trace (:meth:`SentenceStage.trace`), and in float32 the wide convs (flow, text encoder,
+    the decoder's first residual blocks) are computed by Winograd's minimal filtering unless ``winograd``
+    is False (:mod:`engine.winograd`: fewer multiply-adds, the same result to float rounding).
 
     The flow (prior -> decoder input) runs where ``flow_in_encode`` says. True (the default on GPUs, where
     it is cheap and batches well): :meth:`encode` runs it over whole sentences. False (the default on
@@ -86,6 +89,7 @@ class Voice:
         flow_in_encode: bool | None = None,
         flow_chunk_frames: int | None = 256,
         max_sentence_ids: int = MAX_SENTENCE_IDS,
+        winograd: bool = True,
     ) -> None:
         self.info = info
         self.default_params = default_params
@@ -104,9 +108,13 @@ class Voice:
         self.stage = stage.to(device).eval()
         self.stage.pad_shapes = device.type == "cuda"
         self.use_cuda_graphs(device.type == "cuda")
-        if device.type == "cpu":
-            self.stage.trace()
         self.decoder = decoder.to(device=device, dtype=dtype).eval()
+        self.winograd_convs = 0
+        """Convs computed by Winograd's minimal filtering (:mod:`engine.winograd`; a CPU in float32)."""
+        if device.type == "cpu":
+            if winograd and dtype == torch.float32:
+                self.winograd_convs = use_winograd(self.stage) + use_winograd(self.decoder)
+            self.stage.trace()
         self._word_ids: dict[str, list[int]] = {}
 
     def use_cuda_graphs(self, enabled: bool) -> None:
