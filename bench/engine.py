@@ -8,9 +8,11 @@ the whole first sentence) and the whole pipeline's real-time factor (compute sec
 to the last sample). Ours runs through the server's own engine (``EngineWorker`` with one compute thread,
 its scheduler deciding windows and chunks of flow), twice: as a realtime stream whose listener holds
 enough audio (large windows) and as an ``asap`` stream (the pace for rendering ahead, the largest windows);
-piper-tts through ``PiperVoice.synthesize``. The last column compares the two whole pipelines. Runs of ours
-and piper-tts alternate, and each figure is the median of the repeats (the minimum beside it), so that
-other load on the machine hits both alike. Both use ``--threads`` intra-op threads.
+piper-tts through ``PiperVoice.synthesize``. The last columns compare the two whole pipelines, and ours
+against itself with every conv direct (no Winograd transforms, ``load_voice(winograd=False)``), as a
+realtime stream. Runs of ours, direct and piper-tts alternate, and each figure is the median of the repeats
+(the minimum beside it), so that other load on the machine hits all alike. All use ``--threads`` intra-op
+threads.
 
 CUDA (when present, or ``--device cuda``), in tf32 (the GPU default), run eagerly and as CUDA graphs:
 first-window latency, x-real-time by batch size for the window decoder and for the sentence stage (with the
@@ -85,6 +87,7 @@ HELD_OUT = (
 
 def bench_cpu(repeats: int, threads: int) -> None:
     voice = load_voice("joe", device="cpu")
+    direct = load_voice("joe", device="cpu", winograd=False)
     piper = PiperVoice.load(model_path(), config_path())
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
@@ -93,23 +96,34 @@ def bench_cpu(repeats: int, threads: int) -> None:
     print("\n## CPU: ours (torch, the engine worker) vs piper-tts (onnxruntime), median (min) of", repeats)
     print(
         "\n| text | audio s | ours first audio ms | piper first audio ms | ours whole RTF (realtime) "
-        "| ours whole RTF (asap) | piper whole RTF | whole RTF ours/piper (realtime) | (asap) |"
+        "| ours whole RTF (asap) | piper whole RTF | whole RTF ours/piper (realtime) | (asap) "
+        "| ours/direct convs: first audio | whole RTF (realtime) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, text in {**SENTENCES, "held-out text": HELD_OUT}.items():
-        ours_first, ours_rtf, asap_rtf, piper_first, piper_rtf = [], [], [], [], []
+        ours_first: list[float] = []
+        ours_rtf: list[float] = []
+        asap_rtf: list[float] = []
+        direct_first: list[float] = []
+        direct_rtf: list[float] = []
+        piper_first: list[float] = []
+        piper_rtf: list[float] = []
         for _ in range(repeats):
             first, rtf, seconds = asyncio.run(_ours(voice, text, asap=False))
             ours_first.append(first)
             ours_rtf.append(rtf)
             asap_rtf.append(asyncio.run(_ours(voice, text, asap=True))[1])
+            first, rtf, _ = asyncio.run(_ours(direct, text, asap=False))
+            direct_first.append(first)
+            direct_rtf.append(rtf)
             first, rtf = _piper(piper, text)
             piper_first.append(first)
             piper_rtf.append(rtf)
         print(
             f"| {name} | {seconds:.2f} | {_ms(ours_first)} | {_ms(piper_first)} | {_rtf(ours_rtf)} "
             f"| {_rtf(asap_rtf)} | {_rtf(piper_rtf)} | {_ratio(ours_rtf, piper_rtf)} "
-            f"| {_ratio(asap_rtf, piper_rtf)} |"
+            f"| {_ratio(asap_rtf, piper_rtf)} | {_ratio(ours_first, direct_first)} "
+            f"| {_ratio(ours_rtf, direct_rtf)} |"
         )
 
 

@@ -125,7 +125,9 @@ def build_engine(
                 time.perf_counter() - started,
                 graphs,
             )
-    worker = EngineWorker(voices, scheduler, on_step=on_step, on_death=on_death, workers=workers)
+    worker = EngineWorker(
+        voices, scheduler, on_step=on_step, on_death=on_death, workers=workers, threads=threads
+    )
     rate = worker.calibrate()
     log.info(
         "admission starts from a calibration: %.1f audio s per compute s, about %.0f realtime streams",

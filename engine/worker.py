@@ -88,6 +88,7 @@ class EngineWorker:
         on_step: StepObserver | None = None,
         on_death: Callable[[str], None] | None = None,
         workers: int = 1,
+        threads: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         release_memory: Callable[[], object] = release_free_memory,
         release_interval_s: float = RELEASE_INTERVAL_S,
@@ -97,6 +98,8 @@ class EngineWorker:
         if workers < 1:
             raise ValueError(f"an engine needs at least one compute thread, got {workers}")
         self.workers = workers
+        self.threads = threads or torch.get_num_threads()
+        """torch's intra-op threads in each compute thread (None: what the constructing thread has)."""
         self._voices = {v.info.id: v for v in voices}
         self.default_voice = voices[0].info.id
         self._scheduler = Scheduler(config)
@@ -297,6 +300,10 @@ class EngineWorker:
     def _run(self, index: int) -> None:
         """A compute thread. If one dies, every open stream fails at once and ``on_death`` reports it."""
         torch.set_grad_enabled(False)
+        # Whether a new thread's OpenMP and MKL keep to a set_num_threads made in another thread depends on
+        # the order the runtimes started in (a fresh thread has run a bmm on both cores of this machine after
+        # the main thread set one): set it in each compute thread, so that none takes the others' cores.
+        torch.set_num_threads(self.threads)
         try:
             self._serve(index)
         except BaseException as error:  # a dying engine thread is reported, whatever killed it

@@ -514,3 +514,30 @@ async def test_asap_streams_have_their_own_limit_and_ignore_capacity() -> None:
     np.testing.assert_array_equal(await read_all(fast), expected_frames(2))
     worker.open_stream(asap=True).cancel()  # its slot is free again
     await worker.stop()
+
+
+async def test_each_compute_thread_runs_torch_at_the_engines_thread_count() -> None:
+    """The compute threads set their own intra-op thread count (a new thread's OpenMP need not follow one
+    set in another thread), to the engine's, whatever the thread that starts them has."""
+    seen: list[int] = []
+
+    class CountingVoice(FakeVoice):
+        def encode(self, ids: list[list[int]], params: list[SynthesisParams]) -> list[Latent]:
+            seen.append(torch.get_num_threads())
+            return super().encode(ids, params)
+
+    voice = CountingVoice()
+    before = torch.get_num_threads()
+    config = SchedulerConfig(workers=2)
+    worker = EngineWorker([voice], config, workers=2, threads=before + 1)  # type: ignore[list-item]
+    worker.start()
+    streams = [worker.open_stream() for _ in range(4)]
+    for stream in streams:
+        stream.add_text("one two")
+        stream.end_input()
+    for stream in streams:
+        assert len(await read_all(stream)) == 20 * HOP
+    await worker.stop()
+    assert torch.get_num_threads() == before  # this thread's count is its own
+    torch.set_num_threads(before)  # and torch's default for threads to come is this one's again
+    assert seen and set(seen) == {before + 1}
