@@ -35,8 +35,8 @@ TILE = 4
 """Outputs per tile (``m``): larger tiles save more multiply-adds but lose precision and cost larger
 transforms; 4 measured fastest for kernels of 3, 5 and 7 at the voices' widths."""
 MIN_CHANNELS = 128
-"""Convs with fewer input or output channels than this stay direct (their transforms cost more than
-their matrix products save: measured 0.5 to 1.1 times the direct conv's speed at 32 and 64 channels)."""
+"""Convs with fewer input or output channels than this stay direct: their transforms cost more than their
+matrix products save (the decoder's 32- and 64-channel blocks, docs/benchmarks.md#engine-benchenginepy)."""
 KERNELS = (3, 5, 7)
 _POINTS = (
     Fraction(0),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import torch
 from piper import PiperVoice
 from piper.config import SynthesisConfig
 
@@ -57,6 +58,21 @@ def whole_decode(voice: Voice, latent: Latent) -> np.ndarray:
     """The whole latent as one window: the same as decoding the utterance in one piece."""
     (pcm,) = voice.decode_windows([(latent, WindowSpec(0, latent.frames))])
     return pcm
+
+
+def poked_audio(voice: Voice, frames: int = 80, poked: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's audio of ``frames`` random latent frames, and of the same with frame ``poked`` moved by
+    1.0 (a whole utterance, decoded as one window)."""
+    decoder, context = voice.decoder, voice.context_frames
+    z = torch.randn(1, decoder.conv_pre.in_channels, frames, generator=torch.Generator().manual_seed(0))
+    moved = z.clone()
+    moved[:, :, poked] += 1.0
+    bounds = torch.tensor([[context, context + frames]])
+    with torch.inference_mode():
+        a, b = (
+            decoder(torch.nn.functional.pad(x, (context, context)), frames, bounds)[0] for x in (z, moved)
+        )
+    return a, b
 
 
 def phoneme_texts() -> list[str]:

