@@ -45,15 +45,54 @@ class RedactTokens(logging.Filter):
         return True
 
 
+LINGER_S = 2.0
+"""After failing a connection for a frame it cannot take, how long the server reads and drops what the client
+still sends before it closes the socket, unless the client closes first."""
+
+
 class _WebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets-sansio protocol, with a denial response (our 401 and 403) counted as the end of
-    the handshake: uvicorn 0.54 logs "ASGI callable returned without completing handshake" at ERROR after
-    every refused token otherwise (Kludex/uvicorn#3138, open), and alerts on that log level would fire."""
+    """uvicorn's websockets-sansio protocol, with two changes.
+
+    A denial response (our 401 and 403) counts as the end of the handshake: uvicorn 0.54 logs "ASGI callable
+    returned without completing handshake" at ERROR after every refused token otherwise (Kludex/uvicorn#3138,
+    open), and alerts on that log level would fire.
+
+    A connection failed by the frame parser (a message past ``max_frame_bytes``: close 1009) closes
+    lingering: uvicorn writes the close frame and closes the socket at once, while the rest of the client's
+    message may still be arriving; a socket closed with unread data answers with a reset, which can reach
+    the client before it has read the close frame, and the client then sees a dropped connection rather
+    than 1009. Here the close frame goes out, the server half-closes (FIN), and what still arrives is dropped
+    until the client closes or ``LINGER_S`` has passed.
+    """
+
+    _failed = False
 
     async def send(self, message: Any) -> None:
         await super().send(message)
         if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
             self.handshake_complete = True
+
+    def handle_parser_exception(self) -> None:
+        if self._failed:
+            return
+        self._failed = True
+        close = self.conn.close_sent
+        assert close is not None, "the parser failed the connection, so a close frame is queued"
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": close.code, "reason": close.reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self.read_paused:  # a message waiting for the app paused reading; the drain needs it back
+            self.read_paused = False
+            self.transport.resume_reading()
+        # As after a close the app sends: uvicorn leaves the socket to this timer once the app has returned,
+        # and cancels it when the client closes first.
+        self.close_timer = self.loop.call_later(LINGER_S, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._failed:  # else the connection has failed: what the client still sends is dropped
+            super().data_received(data)
 
 
 class _TimedHandshakeProtocol(H11Protocol):

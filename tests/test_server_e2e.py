@@ -4,10 +4,13 @@ through every guarantee and error code of protocol v1."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import re
 import signal
 import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgpack
 import numpy as np
@@ -322,6 +325,34 @@ async def test_oversized_frame_closes_with_1009(live_server: ServerProcess) -> N
     with pytest.raises(ConnectionClosed) as closed:
         await client.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+def test_after_1009_the_server_drains_what_the_client_still_sends(live_server: ServerProcess) -> None:
+    """A message past the limit fails the connection with 1009, and the server keeps reading (and dropping)
+    the rest of it before it closes its socket: a socket closed with unread data answers with a reset, which
+    can destroy the close frame before the client reads it. A raw client declares a message far past the
+    limit, reads the close frame and the server's half-close, and goes on sending what it declared: every
+    send is taken (none meets a reset)."""
+    url = urlsplit(live_server.ws_url)
+    assert url.hostname is not None and url.port is not None
+    with socket.create_connection((url.hostname, url.port), timeout=30) as raw:
+        key = base64.b64encode(os.urandom(16)).decode()
+        raw.sendall(
+            f"GET {url.path or '/'} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += raw.recv(4096)
+        assert received.startswith(b"HTTP/1.1 101")
+        declared = 64 << 20  # far past max_frame_bytes; masked binary frame, 64-bit length
+        raw.sendall(bytes([0x82, 0xFF]) + declared.to_bytes(8, "big") + b"\x00\x00\x00\x00")
+        while (chunk := raw.recv(65536)) != b"":  # the hello, then the close frame, then the half-close
+            received += chunk
+        assert re.search(rb"\x88[\x02-\x7d]\x03\xf1", received)  # a close frame with code 1009
+        for _ in range(64):
+            raw.sendall(b"\x00" * 65536)  # 4 MiB more of the declared message, all taken
 
 
 async def test_health_and_metrics(live_server: ServerProcess) -> None:
