@@ -57,12 +57,12 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
     returned without completing handshake" at ERROR after every refused token otherwise (Kludex/uvicorn#3138,
     open), and alerts on that log level would fire.
 
-    A connection failed by the frame parser (a message past ``max_frame_bytes``: close 1009) closes
-    lingering: uvicorn writes the close frame and closes the socket at once, while the rest of the client's
-    message may still be arriving; a socket closed with unread data answers with a reset, which can reach
-    the client before it has read the close frame, and the client then sees a dropped connection rather
-    than 1009. Here the close frame goes out, the server half-closes (FIN), and what still arrives is dropped
-    until the client closes or ``LINGER_S`` has passed.
+    A connection failed by the frame parser (a message past ``max_frame_bytes``, close 1009; or a frame it
+    cannot read) closes lingering: uvicorn writes the close frame and closes the socket at once, while the
+    rest of the client's message may still be arriving; a socket closed with unread data answers with a
+    reset, which can reach the client before it has read the close frame, and the client then sees a
+    dropped connection rather than the close code. Here the close frame goes out, the server half-closes
+    (FIN), and what still arrives is dropped until the client closes or ``LINGER_S`` has passed.
     """
 
     _failed = False

@@ -135,11 +135,20 @@ def expected_frames(words: int) -> np.ndarray:
 
 
 async def started(
-    voice: FakeVoice, on_death: Callable[[str], None] | None = None, **config: Any
+    voice: FakeVoice,
+    on_death: Callable[[str], None] | None = None,
+    threads: int | None = None,
+    **config: Any,
 ) -> EngineWorker:
     # FakeVoice is a duck-typed Voice.
     scheduler = SchedulerConfig(**config)
-    worker = EngineWorker([voice], scheduler, on_death=on_death, workers=scheduler.workers)  # type: ignore[list-item]
+    worker = EngineWorker(
+        [voice],  # type: ignore[list-item]
+        scheduler,
+        on_death=on_death,
+        workers=scheduler.workers,
+        threads=threads,
+    )
     worker.start()
     return worker
 
@@ -526,11 +535,8 @@ async def test_each_compute_thread_runs_torch_at_the_engines_thread_count() -> N
             seen.append(torch.get_num_threads())
             return super().encode(ids, params)
 
-    voice = CountingVoice()
     before = torch.get_num_threads()
-    config = SchedulerConfig(workers=2)
-    worker = EngineWorker([voice], config, workers=2, threads=before + 1)  # type: ignore[list-item]
-    worker.start()
+    worker = await started(CountingVoice(), threads=before + 1, workers=2)
     streams = [worker.open_stream() for _ in range(4)]
     for stream in streams:
         stream.add_text("one two")
