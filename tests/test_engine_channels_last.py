@@ -30,6 +30,26 @@ def test_conv1d_equals_torchs(kernel: int, stride: int, padding: int, dilation: 
         assert torch.allclose(ours(x), reference(x), atol=1e-5)
 
 
+@pytest.mark.parametrize(("kernel", "dilation", "padding"), [(3, 1, 1), (3, 9, 9), (5, 3, 6), (3, 2, 0)])
+@pytest.mark.parametrize("length", [1, 17, 60])
+@pytest.mark.parametrize("layout", ["time-major", "contiguous"])
+def test_depthwise_conv1d_equals_torchs(
+    kernel: int, dilation: int, padding: int, length: int, layout: str
+) -> None:
+    """A depthwise conv whose output is as long as its input (the duration predictor's) takes its own
+    path; one with other padding (the last case) goes through torch's conv."""
+    torch.manual_seed(kernel + dilation)
+    reference = nn.Conv1d(16, 16, kernel, padding=padding, dilation=dilation, groups=16)
+    ours = convert_convs(nn.Sequential(nn.Conv1d(16, 16, kernel, 1, padding, dilation, 16)))[0]
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(3, 16, length + 4)  # long enough for the unpadded conv too
+    x = time_major(x) if layout == "time-major" else x
+    with torch.inference_mode():
+        out = ours(x)
+        assert out.shape == reference(x).shape
+        assert torch.allclose(out, reference(x), atol=1e-5)
+
+
 def test_conv_transpose1d_equals_torchs() -> None:
     torch.manual_seed(0)
     reference = nn.ConvTranspose1d(16, 8, 16, 8, 4)
