@@ -15,11 +15,19 @@ Two kinds of work are batched separately:
 Each step picks one batch of one kind, by these rules:
 
 1. A stream that has produced no audio yet goes first (time to first audio): its sentence stage, then its
-   first window, which is small (``FIRST_WINDOW_FRAMES``). Later windows are steady-sized, and large
-   (``LARGE_WINDOW_FRAMES``, less overhead per second of audio, a longer step) while the stream's listener
-   holds at least ``large_window_ahead_s`` of audio, so that a long step cannot starve it.
+   first window, which is small (``FIRST_WINDOW_FRAMES``). The windows after it ramp up, each twice the one
+   before, to steady-sized ones (``STEADY_WINDOW_FRAMES``), and large ones (``LARGE_WINDOW_FRAMES``, less
+   overhead per second of audio, a longer step) while the stream's listener holds at least
+   ``large_window_ahead_s`` of audio, so that a long step cannot starve it. A first window, a window of the
+   ramp, and a window whose listener is about to run dry are *urgent*: their flow runs only as far as they
+   read (:class:`engine.windows.WindowSpec`), for the shortest step.
+   One exception to first-audio-first: a playing stream whose audio runs out within ``run_dry_steps``
+   engine steps (their measured mean) takes its next window before another stream's first sentence
+   stage. A burst of new streams then cannot leave the ones already playing to run dry: a start waits a
+   step longer, where the listener of a playing stream would have heard a gap.
 2. Then windows by playback deadline: the moment the client would run out of audio, estimated as the time
-   its first audio was produced plus the audio produced since. Earliest first (EDF), so no stream starves.
+   its first audio was produced plus the audio produced since (plus any gap in which it had run dry: its
+   playback resumed with the audio that ended the gap). Earliest first (EDF), so no stream starves.
    A sentence is due when the stream's queued windows have played, and competes on that deadline; it is
    encoded once at most ``sentence_lead_frames`` frames are left to decode.
 3. A stream more than ``max_ahead_s`` of audio ahead of its playback clock waits; capacity goes where it is
@@ -74,9 +82,9 @@ from voxwire.engine.work import (
     WindowItem,
 )
 
-FIRST_WINDOW_FRAMES = 32
+FIRST_WINDOW_FRAMES = 16
 """A stream's very first window by default: small, so that its first audio comes sooner (a stream may ask
-for another size, ``StreamSpec.first_window_frames``)."""
+for another size, ``StreamSpec.first_window_frames``); the windows after it ramp up to steady ones."""
 STEADY_WINDOW_FRAMES = 64
 """Windows after the first: larger, as a step decodes more audio per unit of overhead."""
 LARGE_WINDOW_FRAMES = 128
@@ -87,6 +95,10 @@ ASAP_WINDOW_FRAMES = 256
 compute per second of audio (the decoder's context margin and per-step cost spread over more frames)."""
 MAX_ROUNDS = 64
 """Most windows one stream gives to a single batch."""
+INITIAL_STEP_S = 0.05
+"""The mean engine step assumed until steps are measured (a CPU's first windows take about this)."""
+STEP_SMOOTHING = 0.2
+"""Weight of each new step in the mean step time (an exponential average over the last ten or so)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,10 @@ class SchedulerConfig:
     """Encode a stream's next sentence once it has at most this many latent frames left to decode."""
     large_window_ahead_s: float = 1.0
     """A stream whose listener holds at least this much audio gets large windows."""
+    run_dry_steps: float = 2.0
+    """A playing stream whose listener runs out of audio within this many engine steps (their measured
+    mean) goes before new streams' sentence stages, and its window is urgent. Two: the step that takes the
+    window may start just as another thread's begins, and the window's own step must end in time."""
     admission_headroom: float = 0.8
     """Admit streams up to this fraction of the measured real-time capacity."""
     admission_grace_s: float = 2.0
@@ -120,6 +136,8 @@ class SchedulerConfig:
             raise ValueError("a scheduler needs at least one worker")
         if self.max_asap_streams < 0:
             raise ValueError("max_asap_streams must be 0 or more")
+        if self.run_dry_steps < 0:
+            raise ValueError("run_dry_steps must be 0 or more")
 
 
 @dataclass(frozen=True)
@@ -185,7 +203,9 @@ class _Stream:
     sentence_in_flight: bool = False
     windows_in_flight: int = 0
     samples_in_flight: int = 0
-    first_audio_at: float | None = None
+    playback_start: float | None = None
+    """When the listener's playback started (its first audio), moved on by any gap where it ran dry: it runs
+    out of audio at ``playback_start + produced_samples / sample_rate``."""
     produced_samples: int = 0
     input_ended: bool = False
     held: bool = False
@@ -195,13 +215,13 @@ class _Stream:
     @property
     def started(self) -> int:
         """1 once the stream has produced audio, else 0 (the first field of its urgency)."""
-        return 0 if self.first_audio_at is None else 1
+        return 0 if self.playback_start is None else 1
 
     def deadline(self) -> float:
         """When the client runs out of audio; before any audio, the time the stream was opened."""
-        if self.first_audio_at is None:
+        if self.playback_start is None:
             return self.created_at
-        return self.first_audio_at + self.produced_samples / self.spec.sample_rate
+        return self.playback_start + self.produced_samples / self.spec.sample_rate
 
     def idle(self) -> bool:
         """Nothing queued and nothing in flight: once input has ended, the stream is complete."""
@@ -217,25 +237,28 @@ class _Stream:
     def relaxed(self, now: float, large_ahead_s: float) -> bool:
         """No listener waits on the stream's next window: an asap stream, or one whose listener holds at
         least ``large_ahead_s`` of audio (never before its first audio)."""
-        if self.first_audio_at is None:
+        if self.playback_start is None:
             return False
         return self.spec.asap or self.deadline() - now >= large_ahead_s
 
-    def take_window(self, relaxed: bool) -> WindowItem:
-        """The next window of the oldest latent: its first window as planned; then steady, or while
-        ``relaxed`` large (the largest for an asap stream)."""
+    def take_window(self, relaxed: bool, running_dry: bool = False) -> WindowItem:
+        """The next window of the oldest latent: its first window as planned, then a ramp (each window
+        twice the one before) up to steady ones, or while ``relaxed`` large (the largest for an asap
+        stream). Urgent (the flow only as far as it reads) before the first audio, on the ramp, and while
+        the listener is ``running_dry``."""
         cursor = self.latents[0]
         if isinstance(cursor, _Silence):
             return self._take_silence(cursor)
         start = cursor.start
         size = cursor.size
-        if relaxed and size == STEADY_WINDOW_FRAMES:
+        if relaxed and size <= STEADY_WINDOW_FRAMES:  # no listener waits: no ramp either
             size = ASAP_WINDOW_FRAMES if self.spec.asap else LARGE_WINDOW_FRAMES
         end = min(start + size, cursor.latent.frames)
         samples = (end - start) * self.spec.hop_length
-        spec = WindowSpec(start, end, relaxed, urgent=not self.started)
+        ramp = size < STEADY_WINDOW_FRAMES
+        spec = WindowSpec(start, end, relaxed, urgent=not self.started or ramp or running_dry)
         item = WindowItem(self.key, cursor.latent, spec, samples)
-        cursor.start, cursor.size = end, STEADY_WINDOW_FRAMES
+        cursor.start, cursor.size = end, min(2 * size, STEADY_WINDOW_FRAMES) if ramp else STEADY_WINDOW_FRAMES
         if end == cursor.latent.frames:
             self.latents.popleft()
         self.queued_frames -= end - start
@@ -283,6 +306,7 @@ class Scheduler:
         self._held_streams = 0
         self._queued_texts = 0
         self._queued_frames = 0
+        self._step_s = INITIAL_STEP_S
         config = self.config
         self._admission = Admission(  # measured per compute thread: the headroom carries their number
             config.admission_headroom * config.workers, config.admission_grace_s, config.capacity_window_s
@@ -415,6 +439,7 @@ class Scheduler:
     def record_step(self, busy_s: float, audio_s: float) -> None:
         """Feed the throughput estimate: ``audio_s`` of audio made in ``busy_s`` of compute."""
         self._admission.record_step(busy_s, audio_s)
+        self._step_s += STEP_SMOOTHING * (busy_s - self._step_s)
 
     def seed_capacity(self, audio_per_busy_s: float) -> None:
         """Start the throughput estimate from a calibration rather than from nothing
@@ -452,9 +477,18 @@ class Scheduler:
         window = self._peek_window(queues, now)
         if sentence is None and window is None:
             return None
-        if window is None or (sentence is not None and sentence[:2] <= window[:2]):
+        if window is None:
+            return self._sentence_batch(queues.sentences)
+        # A new stream's stage goes first, unless a playing stream would run dry meanwhile.
+        running_dry = sentence is not None and sentence[0] == 0 and window[0] == 1
+        running_dry = running_dry and window[1] - now < self._run_dry_s()
+        if sentence is not None and sentence[:2] <= window[:2] and not running_dry:
             return self._sentence_batch(queues.sentences)
         return self._window_batch(queues, now, relax)
+
+    def _run_dry_s(self) -> float:
+        """A playing stream whose audio runs out within this many seconds is running dry."""
+        return self.config.run_dry_steps * self._step_s
 
     def _sentence_batch(self, heap: list[_Entry]) -> SentenceBatch:
         """The most urgent sentence, and the next most urgent ones of its voice and about its length."""
@@ -513,10 +547,13 @@ class Scheduler:
         items: list[WindowItem] = []
         for stream in chosen:
             stream.version += 1  # out of both heaps while in flight; update re-indexes it
+        run_dry_s = self._run_dry_s()
         for _ in range(MAX_ROUNDS):
             next_round: list[_Stream] = []
             for stream in chosen:
-                item = stream.take_window(relax and stream.relaxed(now, self.config.large_window_ahead_s))
+                relaxed = relax and stream.relaxed(now, self.config.large_window_ahead_s)
+                running_dry = stream.started == 1 and stream.deadline() - now < run_dry_s
+                item = stream.take_window(relaxed, running_dry)
                 items.append(item)
                 stream.windows_in_flight += 1
                 self._queued_frames -= item.spec.frames
@@ -533,8 +570,8 @@ class Scheduler:
     def _room_ahead(self, stream: _Stream, queues: _Queues, now: float) -> bool:
         """Whether the stream stays within its look-ahead with its windows in flight counted too."""
         in_flight_s = (stream.produced_samples + stream.samples_in_flight) / stream.spec.sample_rate
-        assert stream.first_audio_at is not None
-        return stream.first_audio_at + in_flight_s - now < queues.max_ahead_s
+        assert stream.playback_start is not None
+        return stream.playback_start + in_flight_s - now < queues.max_ahead_s
 
     # -- results ---------------------------------------------------------------------------------------
 
@@ -573,8 +610,12 @@ class Scheduler:
                 continue
             stream.windows_in_flight -= 1
             stream.samples_in_flight -= item.samples
-            if stream.first_audio_at is None:
-                stream.first_audio_at = now
+            if stream.playback_start is None:
+                stream.playback_start = now
+            elif stream.deadline() < now:
+                # The listener ran dry (no text came, or the engine fell behind): its playback resumes
+                # with this audio, so the playback clock moves on by the gap.
+                stream.playback_start += now - stream.deadline()
             stream.produced_samples += len(pcm)
             if stream.spec.budget is not None:
                 stream.spec.budget.add(len(pcm) / stream.spec.sample_rate)

@@ -25,12 +25,15 @@ class WindowSpec:
         return self.end - self.start
 
 
-def plan_windows(frames: int, first: int = 32, steady: int = 64) -> list[WindowSpec]:
-    """A small first window (so the first audio comes sooner), then steady windows; the last may be short."""
+def plan_windows(frames: int, first: int = 16, steady: int = 64) -> list[WindowSpec]:
+    """A small first window (so the first audio comes sooner), then a ramp, each window twice the one
+    before, up to steady windows; the last may be short. The scheduler cuts a stream's first sentence so."""
     if frames < 1 or first < 1 or steady < 1:
         raise ValueError(f"need frames, first and steady >= 1, got {frames}, {first}, {steady}")
     windows = [WindowSpec(0, min(first, frames))]
+    size = first
     while windows[-1].end < frames:
         start = windows[-1].end
-        windows.append(WindowSpec(start, min(start + steady, frames)))
+        size = min(2 * size, steady) if size < steady else steady
+        windows.append(WindowSpec(start, min(start + size, frames)))
     return windows

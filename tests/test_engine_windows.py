@@ -1,4 +1,5 @@
-"""plan_windows cuts an utterance into a small first window, then steady windows, each frame once."""
+"""plan_windows cuts an utterance into a small first window, then a ramp to steady windows, each frame
+once."""
 
 from __future__ import annotations
 
@@ -18,16 +19,19 @@ def test_windows_tile_the_frames(frames: int, first: int, steady: int) -> None:
     assert windows[-1].end == frames
     for before, after in itertools.pairwise(windows):
         assert after.start == before.end
-    assert all(w.frames == steady for w in windows[1:-1])
+    sizes = [w.frames for w in windows[:-1]]
+    for before, after in itertools.pairwise(sizes):  # each twice the one before until steady, then steady
+        assert after == (min(2 * before, steady) if before < steady else steady)
     assert all(0 < w.frames <= max(first, steady) for w in windows)
 
 
-def test_defaults_are_32_then_64() -> None:
+def test_defaults_are_16_then_a_ramp_to_64() -> None:
     assert plan_windows(200) == [
-        WindowSpec(0, 32),
-        WindowSpec(32, 96),
-        WindowSpec(96, 160),
-        WindowSpec(160, 200),
+        WindowSpec(0, 16),
+        WindowSpec(16, 48),
+        WindowSpec(48, 112),
+        WindowSpec(112, 176),
+        WindowSpec(176, 200),
     ]
     assert plan_windows(5) == [WindowSpec(0, 5)]
 

@@ -19,7 +19,7 @@ from voxwire.engine.scheduler import (
 from voxwire.engine.work import Audio, End, Failed, Piece, Segment, SentenceBatch, SentenceOutput, WindowBatch
 
 RATE = 1000  # samples per second
-HOP = 10  # samples per frame: a steady window (64 frames) is 0.64 s of audio, a first window 0.32 s
+HOP = 10  # samples per frame: a steady window (64 frames) is 0.64 s of audio, a first window 0.16 s
 PARAMS = SynthesisParams(0.0, 0.0, 1.0)
 
 
@@ -70,12 +70,13 @@ def test_nothing_to_do_gives_no_batch() -> None:
     assert sched.next_wakeup(0.0) is None
 
 
-def test_a_sentence_becomes_a_small_first_window_then_steady_ones() -> None:
-    sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1))
+def test_a_sentence_becomes_a_small_first_window_then_a_ramp_to_steady_ones() -> None:
+    sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1, large_window_ahead_s=100))
     opened(sched, 1)
     sentences(sched, 0.0, {1: [200]})
-    got = [windows(sched, 0.0)[0] for _ in range(4)]
-    assert got == [(1, 0, 32), (1, 32, 64), (1, 96, 64), (1, 160, 40)]
+    got = [windows(sched, 0.0)[0] for _ in range(5)]
+    assert FIRST_WINDOW_FRAMES == 16
+    assert got == [(1, 0, 16), (1, 16, 32), (1, 48, 64), (1, 112, 64), (1, 176, 24)]
     sched.add_text(1, "Again.")
     sentences(sched, 20.0, {1: [100]})  # at t=20 the listener has played everything: no audio left
     assert windows(sched, 20.0)[0] == (1, 0, STEADY_WINDOW_FRAMES)  # later sentences: steady windows
@@ -85,11 +86,11 @@ def test_a_listener_holding_enough_audio_gets_large_windows() -> None:
     sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1, large_window_ahead_s=1.0))
     opened(sched, 1)
     sentences(sched, 0.0, {1: [1000]})
-    assert windows(sched, 0.0) == [(1, 0, FIRST_WINDOW_FRAMES)]  # 0.32 s held: steady next
-    assert windows(sched, 0.0) == [(1, 32, STEADY_WINDOW_FRAMES)]  # 0.96 s held
-    assert windows(sched, 0.0) == [(1, 96, STEADY_WINDOW_FRAMES)]  # 1.6 s held: large from now on
-    assert windows(sched, 0.0) == [(1, 160, LARGE_WINDOW_FRAMES)]
-    assert windows(sched, 2.5) == [(1, 288, STEADY_WINDOW_FRAMES)]  # played down to 0.38 s: steady again
+    assert windows(sched, 0.0) == [(1, 0, FIRST_WINDOW_FRAMES)]  # 0.16 s held: the ramp next
+    assert windows(sched, 0.0) == [(1, 16, 32)]  # 0.48 s held
+    assert windows(sched, 0.0) == [(1, 48, STEADY_WINDOW_FRAMES)]  # 1.12 s held: large from now on
+    assert windows(sched, 0.0) == [(1, 112, LARGE_WINDOW_FRAMES)]  # 2.4 s held
+    assert windows(sched, 2.0) == [(1, 240, STEADY_WINDOW_FRAMES)]  # played down to 0.4 s: steady again
 
 
 def test_windows_are_relaxed_exactly_while_the_listener_holds_enough_audio() -> None:
@@ -107,9 +108,9 @@ def test_windows_are_relaxed_exactly_while_the_listener_holds_enough_audio() -> 
     assert relaxed == [False, False, False, True, False]
 
 
-def test_only_a_streams_first_window_is_urgent() -> None:
-    """Urgent (the voice then runs the flow just as far as the window reads) while the listener has nothing
-    to play: the stream's very first window, not the first window of its later sentences."""
+def test_a_window_is_urgent_exactly_while_a_listener_waits_on_it() -> None:
+    """Urgent (the voice then runs the flow just as far as the window reads): the stream's very first window,
+    the ramp after it, and a window whose listener is running dry; not one whose listener holds audio."""
     sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1))
     opened(sched, 1)
 
@@ -119,12 +120,13 @@ def test_only_a_streams_first_window_is_urgent() -> None:
         sched.update(batch, [np.zeros(item.samples, np.int16) for item in batch.items], now)
         return batch.items[0].spec.urgent
 
-    sentences(sched, 0.0, {1: [FIRST_WINDOW_FRAMES + STEADY_WINDOW_FRAMES]})
-    urgent = [next_window_urgent(0.0), next_window_urgent(0.0)]
+    sentences(sched, 0.0, {1: [FIRST_WINDOW_FRAMES + 32 + 2 * STEADY_WINDOW_FRAMES]})
+    urgent = [next_window_urgent(0.0) for _ in range(3)]  # first, ramp, steady (0.48 s held)
+    urgent.append(next_window_urgent(1.1))  # 0.02 s left to play: running dry
     sched.add_text(1, "Again.")
     sentences(sched, 20.0, {1: [100]})  # played out by now: the listener waits on this one too
     urgent.append(next_window_urgent(20.0))
-    assert urgent == [True, False, False]
+    assert urgent == [True, True, False, True, True]
 
 
 def test_a_caller_keeping_short_steps_gets_no_relaxed_window() -> None:
@@ -148,7 +150,7 @@ def test_a_streams_windows_are_never_in_flight_in_two_batches_at_once() -> None:
     its audio go out of order, and both would run the flow on the same latent."""
     sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1, max_batch_sentences=1))
     opened(sched, 1)
-    sentences(sched, 0.0, {1: [90]})  # short: its next sentence is due as soon as there is one
+    sentences(sched, 0.0, {1: [80]})  # short: its next sentence is due as soon as there is one
     in_flight = sched.schedule(0.0)
     assert isinstance(in_flight, WindowBatch)
     sched.add_text(1, "More text.")  # re-indexes the stream
@@ -200,12 +202,44 @@ def test_a_text_with_nothing_to_say_ends_with_no_audio() -> None:
 def test_new_stream_sentence_goes_before_windows_of_running_streams() -> None:
     sched = Scheduler(SchedulerConfig(max_batch_windows=4))
     opened(sched, 1)
-    sentences(sched, 0.0)
+    sentences(sched, 0.0, {1: [1000]})
     windows(sched, 0.0)  # stream 1 has produced audio now
+    windows(sched, 0.0)  # 16 + 32 + 64 + 64 frames: 1.76 s of audio
     opened(sched, 2, now=1.0)
     batch = sched.schedule(1.0)
     assert isinstance(batch, SentenceBatch)
     assert [item.stream for item in batch.items] == [2]
+
+
+def test_a_playing_stream_about_to_run_dry_goes_before_a_new_streams_sentence() -> None:
+    """Within ``run_dry_steps`` mean steps of its listener running out, a playing stream's window goes
+    first: a burst of new streams cannot starve the ones already playing."""
+    sched = Scheduler(SchedulerConfig(max_batch_windows=1, run_dry_steps=2.0))
+    sched.record_step(busy_s=0.05, audio_s=0.5)  # steps of 0.05 s: running dry within 0.1 s
+    opened(sched, 1)
+    sentences(sched, 0.0, {1: [1000]})
+    windows(sched, 0.0)  # 0.16 s of audio from t = 0
+    opened(sched, 2, now=0.0)
+    assert isinstance(sched.schedule(0.05), SentenceBatch)  # 0.11 s left: the new stream first
+    sched.cancel(2)
+    opened(sched, 3, now=0.07)
+    batch = sched.schedule(0.07)  # 0.09 s left: stream 1 first
+    assert isinstance(batch, WindowBatch)
+    assert [(item.stream, item.spec.urgent) for item in batch.items] == [(1, True)]
+
+
+def test_a_listener_that_ran_dry_resumes_its_playback_clock() -> None:
+    """Audio made after a listener ran dry (its text came late) starts playing when it arrives: the stream's
+    deadline moves on by the gap, so it is not taken for running dry ever after."""
+    sched = Scheduler(SchedulerConfig(max_batch_windows=1, max_ahead_s=100))
+    opened(sched, 1)
+    sentences(sched, 0.0, {1: [FIRST_WINDOW_FRAMES]})
+    windows(sched, 0.0)  # 0.16 s, played out at t = 0.16
+    sched.add_text(1, "Later.")
+    sentences(sched, 5.0, {1: [1000]})
+    windows(sched, 5.0)  # plays from t = 5: 0.64 s of audio
+    opened(sched, 2, now=5.1)
+    assert isinstance(sched.schedule(5.1), SentenceBatch)  # stream 1 holds 0.54 s: the new stream first
 
 
 def test_first_window_of_a_new_stream_beats_every_deadline() -> None:
@@ -213,9 +247,9 @@ def test_first_window_of_a_new_stream_beats_every_deadline() -> None:
     opened(sched, 1)
     sentences(sched, 0.0)
     windows(sched, 0.0)
-    opened(sched, 2, now=5.0)
-    sentences(sched, 5.0)
-    # Stream 1's deadline (0.32 s) is long past at t=5, yet the new stream's first window goes first.
+    opened(sched, 2, now=0.0)
+    sentences(sched, 0.0)
+    # Stream 1's deadline (0.16 s) is long past at t=5, yet the new stream's first window goes first.
     assert windows(sched, 5.0) == [(2, 0, FIRST_WINDOW_FRAMES)]
 
 
@@ -238,17 +272,18 @@ def test_a_first_window_batch_takes_one_window_per_new_stream() -> None:
     batch = sched.schedule(0.0)
     assert isinstance(batch, SentenceBatch)
     sched.update(batch, [SentenceOutput(latent(300)), SentenceOutput(latent(300))], 0.0)
-    assert windows(sched, 0.0) == [(1, 0, 32), (2, 0, 32)]
+    assert windows(sched, 0.0) == [(1, 0, FIRST_WINDOW_FRAMES), (2, 0, FIRST_WINDOW_FRAMES)]
 
 
 def test_a_started_stream_gives_several_windows_to_one_batch_within_its_look_ahead() -> None:
     sched = Scheduler(SchedulerConfig(max_batch_windows=8, max_ahead_s=2.0))
     opened(sched, 1)
     sentences(sched, 0.0, {1: [2000]})
-    windows(sched, 0.0)  # 0.32 s of audio
+    windows(sched, 0.0)  # 0.16 s of audio
     got = windows(sched, 0.0)
-    # Windows of 0.64 s go in while the stream stays under 2 s ahead: 0.32 + 0.64 * 3 = 2.24 s at most.
-    assert len(got) == 3 and {stream for stream, _, _ in got} == {1}
+    # Windows go in while the stream stays under 2 s ahead: 0.16 + 0.32 + 0.64 * 2 = 1.76 s, one more.
+    assert [frames for _, _, frames in got] == [32, 64, 64, 64]
+    assert {stream for stream, _, _ in got} == {1}
 
 
 def test_look_ahead_is_bounded() -> None:
@@ -269,14 +304,15 @@ def test_an_exhausted_budget_holds_the_connections_streams_until_it_has_room() -
     sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1))
     opened(sched, 1, budget=budget)
     sentences(sched, 0.0, {1: [1000]})
-    windows(sched, 0.0)  # 0.32 s
-    windows(sched, 0.0)  # 0.96 s: over the limit
+    windows(sched, 0.0)  # 0.16 s
+    windows(sched, 0.0)  # 0.48 s
+    windows(sched, 0.0)  # 1.12 s: over the limit
     assert budget.exhausted()
     assert sched.schedule(0.0) is None
     assert sched.stats().paused_streams == 1
     assert budget.waiting  # the engine waits on it ...
-    assert budget.release(0.3) is False  # ... and 0.66 s left is still too much: no need to wake it
-    assert budget.release(0.3) is True  # 0.36 s: room again, wake the engine
+    assert budget.release(0.5) is False  # ... and 0.62 s left is still too much: no need to wake it
+    assert budget.release(0.3) is True  # 0.32 s: room again, wake the engine
     assert sched.schedule(0.0) is not None
     assert sched.stats().paused_streams == 0 and not budget.waiting
 
@@ -293,7 +329,7 @@ def test_the_budget_counts_exactly_the_audio_made_for_live_streams() -> None:
     first, second = batch.halves()  # the worker may hand results back in halves (failure isolation)
     for half in (first, second):
         sched.update(half, [np.zeros(item.samples, np.int16) for item in half.items], 0.0)
-    assert budget.buffered_s == pytest.approx(32 * HOP / RATE)  # stream 1's first window only
+    assert budget.buffered_s == pytest.approx(FIRST_WINDOW_FRAMES * HOP / RATE)  # stream 1's first window
 
 
 def test_cancel_removes_queued_work_and_in_flight_results_are_ignored() -> None:
@@ -325,7 +361,7 @@ def test_a_failed_item_fails_its_stream_only() -> None:
     ]
     assert 1 not in sched
     assert sched.update(good, [SentenceOutput(latent(50))], 0.0) == []
-    assert windows(sched, 0.0) == [(2, 0, 32)]
+    assert windows(sched, 0.0) == [(2, 0, FIRST_WINDOW_FRAMES)]
     with pytest.raises(ValueError, match="not in the batch"):
         sched.fail(good, bad.items[0], RuntimeError("boom"))
 
@@ -334,10 +370,11 @@ def test_next_sentence_is_encoded_before_the_current_one_runs_out() -> None:
     sched = Scheduler(SchedulerConfig(max_batch_windows=1, max_ahead_s=100))
     opened(sched, 1)
     sched.add_text(1, "Second.")
-    sentences(sched, 0.0, {1: [150]})  # windows of 32, 64, 54 frames
+    sentences(sched, 0.0, {1: [150]})  # windows of 16, 32, 64, 38 frames
+    windows(sched, 0.0)
     windows(sched, 0.0)
     windows(sched, 0.0)  # one window left: the next sentence is due, after that window
-    assert windows(sched, 0.0) == [(1, 96, 54)]
+    assert windows(sched, 0.0) == [(1, 112, 38)]
     assert isinstance(sched.schedule(0.0), SentenceBatch)
 
 
@@ -402,8 +439,8 @@ def test_a_stream_still_playing_counts_against_capacity_until_its_audio_has_play
     sched.record_step(busy_s=1.0, audio_s=2.0)  # 2 streams in real time
     opened(sched, 2, now=10.0)
     sentences(sched, 10.0, {2: [96]})
-    windows(sched, 10.0)
-    windows(sched, 10.0)  # both of its windows: 0.96 s of audio, playing from t = 10 s
+    for _ in range(3):
+        windows(sched, 10.0)  # all its windows (16, 32, 48 frames): 0.96 s of audio, playing from t = 10 s
     assert sched.stats().queued_windows == 0
     opened(sched, 1, now=10.0)
     grace = sched.config.admission_grace_s
@@ -487,7 +524,7 @@ def test_the_other_pieces_of_a_long_sentence_run_next_each_in_a_step_of_its_own(
     batch = sched.schedule(0.0)
     assert isinstance(batch, SentenceBatch) and len(batch.items) == 1
     pieces = [Piece((1, 0, 5, 0, 2)), Piece((1, 0, 6, 0, 2))]
-    sched.update(batch, [SentenceOutput(latent(20), rest=pieces)], 0.0)
+    sched.update(batch, [SentenceOutput(latent(FIRST_WINDOW_FRAMES), rest=pieces)], 0.0)
     assert sched.stats().queued_texts == 3
     windows(sched, 0.0)
     sources = []
@@ -504,7 +541,8 @@ def test_a_new_streams_sentence_goes_before_the_pieces_left_of_a_long_one() -> N
     opened(sched, 1, text="A flood of text.")
     batch = sched.schedule(0.0)
     assert isinstance(batch, SentenceBatch)
-    sched.update(batch, [SentenceOutput(latent(40), rest=[Piece((1, 0, 7, 0, 2))] * 50)], 0.0)
+    flood = [Piece((1, 0, 7, 0, 2))] * 50
+    sched.update(batch, [SentenceOutput(latent(FIRST_WINDOW_FRAMES), rest=flood)], 0.0)
     windows(sched, 0.0)  # the flooding stream has started
     opened(sched, 2, now=0.1, text="Hello.")
     first = sched.schedule(0.1)

@@ -151,11 +151,11 @@ def test_a_pause_needs_samples_and_an_open_input() -> None:
 
 def test_the_first_window_has_the_size_the_stream_asked_for() -> None:
     sched = Scheduler(SchedulerConfig(max_ahead_s=100, max_batch_windows=1))
-    sched.add_stream(1, replace(spec(), first_window_frames=16), 0.0)
+    sched.add_stream(1, replace(spec(), first_window_frames=32), 0.0)
     sched.add_text(1, "Hello.")
     sentences(sched, 0.0, {1: [200]})
-    assert [windows(sched, 0.0)[0][2] for _ in range(2)] == [16, STEADY_WINDOW_FRAMES]
-    assert FIRST_WINDOW_FRAMES != 16
+    assert [windows(sched, 0.0)[0][2] for _ in range(2)] == [32, STEADY_WINDOW_FRAMES]  # 32 then 64
+    assert FIRST_WINDOW_FRAMES != 32
 
 
 def test_a_caller_may_keep_off_asap_work() -> None:
