@@ -1,4 +1,5 @@
-"""A burst of starts: N clients begin a reply at the same instant, round after round; first audio by rank.
+"""A burst of starts: N clients begin a reply at the same instant, round after round; first audio by rank,
+and whether the streams already playing run dry meanwhile.
 
 Each round, ``--clients`` connections each start a stream (``--pace``) and send a two-sentence reply (the
 replies of ``bench/versus_piper.py``) as one ``text`` frame with ``final``, at once; the round ends when
@@ -6,7 +7,9 @@ every reply is done, and the next begins ``--idle`` seconds later. Per rank (the
 audio of a round), the median, min and max over the rounds of the time from a client's ``text`` frame to its
 first ``chunk``. On a CPU the ranks show the engine's cost per first audio (the workers take the starts
 in turn); the p95 of a round of ``bench/versus_piper.py`` at 8 clients is about the third-worst rank here.
-A start refused (``overloaded``) or failed is counted as such, never timed.
+Each stream's chunks are played as they arrive (``voxwire.loadtest.playback``) with no jitter buffer and
+with 100 ms (the browser client's default): streams that ran dry, and their mean stall. A start refused
+(``overloaded``) or failed is counted as such, never timed.
 
     python bench/burst.py [--clients 8] [--rounds 12] [--idle 0.5] [--pace realtime]
 """
@@ -19,18 +22,29 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 
 from capacity import machine, pct, replies_of  # bench/capacity.py, beside this script
 
+from voxwire.loadtest.playback import ChunkArrival, Playback, simulate_playback
 from voxwire.loadtest.recorder import RecordingClient
 from voxwire.protocol import Chunk, Done, Error, Pace, Start, Text
 from voxwire.server.process import ServerProcess
 
 REPLIES = replies_of(2)
+JITTER_S = (0.0, 0.1)
+"""The jitter buffers each stream is played through: none, and the browser client's default."""
 
 
-async def one_start(url: str, client: int, round_: int, pace: Pace) -> float | None:
-    """First audio in ms of one client's reply; None when the stream was refused or failed."""
+@dataclass(frozen=True)
+class Started:
+    first_audio_ms: float
+    playbacks: tuple[Playback, ...]
+    """One per ``JITTER_S``."""
+
+
+async def one_start(url: str, client: int, round_: int, pace: Pace) -> Started | None:
+    """One client's reply: its first audio and how it played; None when it was refused or failed."""
     connection = await RecordingClient.open(url)
     try:
         stream = f"r{round_}-{client}"
@@ -38,17 +52,21 @@ async def one_start(url: str, client: int, round_: int, pace: Pace) -> float | N
         started = time.perf_counter()
         text = REPLIES[(client + round_) % len(REPLIES)]
         await connection.send(Text(stream=stream, text=text, final=True))
-        first = await connection.until(lambda f: isinstance(f, Chunk | Done | Error) and f.stream == stream)
-        if not isinstance(first, Chunk):
+        arrivals: list[ChunkArrival] = []
+        while not isinstance(frame := await connection.recv(), Done | Error) or frame.stream != stream:
+            if isinstance(frame, Chunk) and frame.stream == stream:
+                at = time.perf_counter() - started
+                arrivals.append(ChunkArrival(at, frame.offset, len(frame.audio) // frame.sample_bytes))
+        if not arrivals or isinstance(frame, Error) or frame.reason != "complete":
             return None
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        await connection.until_done(stream)
-        return elapsed_ms
+        rate = connection.hello.voices[0].sample_rate
+        playbacks = tuple(simulate_playback(arrivals, rate, jitter) for jitter in JITTER_S)
+        return Started(arrivals[0].at * 1000, playbacks)
     finally:
         await connection.close()
 
 
-async def rounds(url: str, clients: int, count: int, idle_s: float, pace: Pace) -> list[list[float | None]]:
+async def rounds(url: str, clients: int, count: int, idle_s: float, pace: Pace) -> list[list[Started | None]]:
     results = []
     for round_ in range(count):
         await asyncio.sleep(idle_s)
@@ -74,8 +92,8 @@ def main() -> int:
         f"# {args.clients} clients start a {args.pace} reply at once; "
         f"{args.rounds} rounds, {args.idle:g} s apart\n"
     )
-    timed = [sorted(ms for ms in result if ms is not None) for result in results]
-    refused = sum(ms is None for result in results for ms in result)
+    timed = [sorted(s.first_audio_ms for s in result if s is not None) for result in results]
+    refused = sum(s is None for result in results for s in result)
     print("| rank | first audio median ms | min | max |")
     print("|---|---|---|---|")
     for rank in range(args.clients):
@@ -89,6 +107,14 @@ def main() -> int:
         f"\nfirst audio over all starts: p50 {pct(every, 50):.0f} ms, p95 {pct(every, 95):.0f} ms; "
         f"refused or failed: {refused} of {args.clients * args.rounds}"
     )
+    served = [s for result in results for s in result if s is not None]
+    for index, jitter in enumerate(JITTER_S):
+        dry = [s.playbacks[index] for s in served if s.playbacks[index].underruns]
+        stall_ms = statistics.mean(p.stall_s for p in dry) * 1000 if dry else 0.0
+        print(
+            f"played with a {jitter * 1000:.0f} ms jitter buffer: {len(dry)} of {len(served)} streams "
+            f"ran dry, {stall_ms:.0f} ms of stall on average in those"
+        )
     return 0
 
 

@@ -173,12 +173,13 @@ def test_the_stream_ends_after_its_last_window_and_not_before() -> None:
     assert sched.update(batch, [SentenceOutput(latent(40))], 0.0) == []
     second = sched.schedule(0.0)
     assert isinstance(second, WindowBatch) and len(second.items) == 1
-    pcm = np.ones(32 * HOP, np.int16)
-    first_events = sched.update(second, [pcm], 0.0)
+    assert second.items[0].spec.frames == FIRST_WINDOW_FRAMES
+    first_events = sched.update(second, [np.ones(FIRST_WINDOW_FRAMES * HOP, np.int16)], 0.0)
     assert [type(e) for e in first_events] == [Audio]
     third = sched.schedule(0.0)
     assert isinstance(third, WindowBatch)
-    events = sched.update(third, [np.ones(8 * HOP, np.int16)], 0.0)
+    assert third.items[0].spec.frames == 40 - FIRST_WINDOW_FRAMES
+    events = sched.update(third, [np.ones((40 - FIRST_WINDOW_FRAMES) * HOP, np.int16)], 0.0)
     assert [type(e) for e in events] == [Audio, End]
     assert 1 not in sched and len(sched) == 0
 

@@ -43,7 +43,7 @@ async def test_hello_announces_the_options(live_server: ServerProcess) -> None:
     assert options.breaks
     assert options.first_chunk_ms is not None and options.max_buffer_delay_ms is not None
     first = options.first_chunk_ms
-    assert first.min == 186 and first.default == 372 and first.max == 1486  # 16, 32, 128 frames of audio
+    assert first.min == 186 and first.default == 186 and first.max == 1486  # 16, 16, 128 frames of audio
     assert options.max_buffer_delay_ms.min == 0 and options.max_buffer_delay_ms.default is None
     limits = client.hello.limits
     assert limits.idle_timeout_ms and limits.ping_interval_ms and limits.ping_timeout_ms
@@ -107,12 +107,17 @@ async def test_first_chunk_ms_sets_the_first_chunk(live_server: ServerProcess) -
     options = client.hello.options
     assert options is not None and options.first_chunk_ms is not None
     sizes = {}
-    for stream, ms in (("min", options.first_chunk_ms.min), ("default", None)):
+    for stream, ms in (("min", options.first_chunk_ms.min), ("default", None), ("372", 372)):
         await client.send(Start(stream=stream, first_chunk_ms=ms))
         await client.send(Text(stream=stream, text=SENTENCE, final=True))
         result = await client.until_done(stream)
-        sizes[stream] = result.chunks[0].samples
-    assert sizes == {"min": 16 * HOP, "default": 32 * HOP}
+        sizes[stream] = [chunk.samples for chunk in result.chunks[:2]]
+    # The chunk after a small first one is twice as large (the ramp up to steady chunks of 64 frames).
+    assert sizes == {
+        "min": [16 * HOP, 32 * HOP],
+        "default": [16 * HOP, 32 * HOP],
+        "372": [32 * HOP, 64 * HOP],
+    }
     await client.send(Start(stream="big", first_chunk_ms=options.first_chunk_ms.max + 1))
     error = await client.error()
     assert error.code == ErrorCode.INVALID_FIELD and error.stream == "big"
