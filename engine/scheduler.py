@@ -481,7 +481,7 @@ class Scheduler:
             return self._sentence_batch(queues.sentences)
         # A new stream's stage goes first, unless a playing stream would run dry meanwhile.
         running_dry = sentence is not None and sentence[0] == 0 and window[0] == 1
-        running_dry = running_dry and window[1] - now < self._run_dry_s()
+        running_dry = running_dry and self._running_dry(self._stream(window), now, self._run_dry_s())
         if sentence is not None and sentence[:2] <= window[:2] and not running_dry:
             return self._sentence_batch(queues.sentences)
         return self._window_batch(queues, now, relax)
@@ -489,6 +489,12 @@ class Scheduler:
     def _run_dry_s(self) -> float:
         """A playing stream whose audio runs out within this many seconds is running dry."""
         return self.config.run_dry_steps * self._step_s
+
+    @staticmethod
+    def _running_dry(stream: _Stream, now: float, run_dry_s: float) -> bool:
+        """Whether a listener plays the stream's audio as it comes and runs out within ``run_dry_s`` (an
+        ``asap`` stream's client takes audio as fast as it is made: it is never waited on so)."""
+        return stream.started == 1 and not stream.spec.asap and stream.deadline() - now < run_dry_s
 
     def _sentence_batch(self, heap: list[_Entry]) -> SentenceBatch:
         """The most urgent sentence, and the next most urgent ones of its voice and about its length."""
@@ -552,8 +558,7 @@ class Scheduler:
             next_round: list[_Stream] = []
             for stream in chosen:
                 relaxed = relax and stream.relaxed(now, self.config.large_window_ahead_s)
-                running_dry = stream.started == 1 and stream.deadline() - now < run_dry_s
-                item = stream.take_window(relaxed, running_dry)
+                item = stream.take_window(relaxed, self._running_dry(stream, now, run_dry_s))
                 items.append(item)
                 stream.windows_in_flight += 1
                 self._queued_frames -= item.spec.frames

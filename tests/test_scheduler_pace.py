@@ -53,6 +53,21 @@ def test_asap_work_runs_while_realtime_streams_wait_on_their_look_ahead() -> Non
     assert windows(sched, 0.8)[0][0] == 1  # as soon as the realtime stream is due, it goes first
 
 
+def test_an_asap_stream_is_never_taken_for_running_dry() -> None:
+    """Its client takes audio as fast as it is made: a new asap stream's first audio goes first, and its
+    windows stay as large as they can be, however far its audio is behind the clock."""
+    sched = Scheduler(SchedulerConfig(max_batch_windows=1))
+    opened_asap(sched, 1)
+    sentences(sched, 0.0, {1: [1000]})
+    assert windows(sched, 0.0) == [(1, 0, FIRST_WINDOW_FRAMES)]  # 0.16 s, behind the clock from t = 0.16
+    opened_asap(sched, 2, now=1.0)
+    assert [item.stream for item in sentences(sched, 1.0, {2: [1000]}).items] == [2]
+    assert windows(sched, 1.0) == [(2, 0, FIRST_WINDOW_FRAMES)]
+    batch = sched.schedule(1.0)
+    assert isinstance(batch, WindowBatch)
+    assert [(item.spec.frames, item.spec.urgent) for item in batch.items] == [(ASAP_WINDOW_FRAMES, False)]
+
+
 def test_asap_streams_are_not_admitted_by_capacity_but_up_to_their_own_limit() -> None:
     sched = Scheduler(SchedulerConfig(admission_headroom=1.0, max_asap_streams=2))
     sched.record_step(busy_s=1.0, audio_s=1.0)  # room for one realtime stream
