@@ -492,9 +492,13 @@ class Scheduler:
 
     @staticmethod
     def _running_dry(stream: _Stream, now: float, run_dry_s: float) -> bool:
-        """Whether a listener plays the stream's audio as it comes and runs out within ``run_dry_s`` (an
-        ``asap`` stream's client takes audio as fast as it is made: it is never waited on so)."""
-        return stream.started == 1 and not stream.spec.asap and stream.deadline() - now < run_dry_s
+        """Whether a listener plays the stream's audio as it comes and runs out within ``run_dry_s``, with
+        its windows in flight (a batch's earlier ones, which a listener already dry plays from about now)
+        counted. An ``asap`` stream's client takes audio as fast as it is made: it is never waited on so."""
+        if not stream.started or stream.spec.asap:
+            return False
+        in_flight_s = stream.samples_in_flight / stream.spec.sample_rate
+        return max(stream.deadline(), now) + in_flight_s - now < run_dry_s
 
     def _sentence_batch(self, heap: list[_Entry]) -> SentenceBatch:
         """The most urgent sentence, and the next most urgent ones of its voice and about its length."""

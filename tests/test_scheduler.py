@@ -229,6 +229,20 @@ def test_a_playing_stream_about_to_run_dry_goes_before_a_new_streams_sentence() 
     assert [(item.stream, item.spec.urgent) for item in batch.items] == [(1, True)]
 
 
+def test_in_one_batch_only_the_window_a_listener_waits_on_is_urgent() -> None:
+    """A stream that gives several windows to one batch: once the first of them is counted, its listener
+    is no longer running dry, so the later ones keep their chunks of flow."""
+    sched = Scheduler(SchedulerConfig(max_batch_windows=8, max_ahead_s=1.5, large_window_ahead_s=100))
+    opened(sched, 1)
+    sentences(sched, 0.0, {1: [2000]})
+    windows(sched, 0.0)  # the first window
+    assert [frames for _, _, frames in windows(sched, 0.0)] == [32, 64, 64]  # 1.76 s ahead
+    batch = sched.schedule(3.0)  # played out by now
+    assert isinstance(batch, WindowBatch)
+    urgent = [item.spec.urgent for item in batch.items]
+    assert len(urgent) > 1 and urgent[0] and not any(urgent[1:])
+
+
 def test_a_listener_that_ran_dry_resumes_its_playback_clock() -> None:
     """Audio made after a listener ran dry (its text came late) starts playing when it arrives: the stream's
     deadline moves on by the gap, so it is not taken for running dry ever after."""
