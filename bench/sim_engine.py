@@ -21,7 +21,7 @@ import torch
 from sim_costs import CostTable
 
 from voxwire.engine.latent import Latent, SynthesisParams
-from voxwire.engine.scheduler import Scheduler, SchedulerConfig, StreamSpec
+from voxwire.engine.scheduler import GPU_FIRST_WINDOW_FRAMES, Scheduler, SchedulerConfig, StreamSpec
 from voxwire.engine.work import Batch, EngineEvent, Piece, Segment, SentenceBatch, SentenceOutput, WindowBatch
 
 SAMPLE_RATE = 22050
@@ -54,9 +54,9 @@ def latent_frames(chars: int) -> int:
 
 
 def spec() -> StreamSpec:
-    """A stream of the bundled voice with no audio budget: the simulated client reads every chunk at once,
-    so a budget would never hold it."""
-    return StreamSpec(VOICE, SAMPLE_RATE, HOP, PARAMS, None)
+    """A stream of the bundled voice with no audio budget (the simulated client reads every chunk at once,
+    so a budget would never hold it), and a GPU engine's first window."""
+    return StreamSpec(VOICE, SAMPLE_RATE, HOP, PARAMS, None, first_window_frames=GPU_FIRST_WINDOW_FRAMES)
 
 
 class EventQueue:

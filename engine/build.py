@@ -13,7 +13,7 @@ import torch
 
 from voxwire.engine.config import EngineConfig
 from voxwire.engine.loader import load_voice, resolve_device
-from voxwire.engine.scheduler import SchedulerConfig
+from voxwire.engine.scheduler import FIRST_WINDOW_FRAMES, GPU_FIRST_WINDOW_FRAMES, SchedulerConfig
 from voxwire.engine.voice import Voice
 from voxwire.engine.worker import EngineWorker, StepObserver
 
@@ -38,6 +38,13 @@ def default_max_batch(device: torch.device) -> tuple[int, int]:
     what its items cost one by one (measured in docs/benchmarks.md), so there it would only make each engine
     step, and every wait behind it, longer."""
     return (1, 1) if device.type == "cpu" else (GPU_MAX_BATCH_WINDOWS, GPU_MAX_BATCH_SENTENCES)
+
+
+def default_first_window(device: torch.device) -> int:
+    """A stream's first window when it asks for none: small on a CPU, where each start in a burst costs a
+    first window of its own; larger on a GPU, where a batch of them costs little and the small one's ramp
+    would cost capacity (:data:`engine.scheduler.GPU_FIRST_WINDOW_FRAMES`)."""
+    return FIRST_WINDOW_FRAMES if device.type == "cpu" else GPU_FIRST_WINDOW_FRAMES
 
 
 def default_dtype(device: torch.device) -> str:
@@ -126,7 +133,13 @@ def build_engine(
                 graphs,
             )
     worker = EngineWorker(
-        voices, scheduler, on_step=on_step, on_death=on_death, workers=workers, threads=threads
+        voices,
+        scheduler,
+        on_step=on_step,
+        on_death=on_death,
+        workers=workers,
+        threads=threads,
+        first_window_frames=default_first_window(device),
     )
     rate = worker.calibrate()
     log.info(

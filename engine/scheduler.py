@@ -83,8 +83,13 @@ from voxwire.engine.work import (
 )
 
 FIRST_WINDOW_FRAMES = 16
-"""A stream's very first window by default: small, so that its first audio comes sooner (a stream may ask
-for another size, ``StreamSpec.first_window_frames``); the windows after it ramp up to steady ones."""
+"""A stream's very first window by default on a CPU: small, so that its first audio comes sooner (a stream
+may ask for another size, ``StreamSpec.first_window_frames``); the windows after it ramp up to steady ones.
+On a CPU a burst of starts costs a first window each, so the smaller window brings first audio sooner."""
+GPU_FIRST_WINDOW_FRAMES = 32
+"""The default first window on a GPU: there a first window costs little (batched), so the smaller one buys no
+sooner first audio, and its ramp's extra windows cost capacity near the knee (in ``bench/simulate.py``, at
+3,000 streams on the ``h200-graphs`` costs: 1 underrun against none; ``docs/gpu-scale.md``)."""
 STEADY_WINDOW_FRAMES = 64
 """Windows after the first: larger, as a step decodes more audio per unit of overhead."""
 LARGE_WINDOW_FRAMES = 128

@@ -92,12 +92,15 @@ class EngineWorker:
         clock: Callable[[], float] = time.monotonic,
         release_memory: Callable[[], object] = release_free_memory,
         release_interval_s: float = RELEASE_INTERVAL_S,
+        first_window_frames: int = FIRST_WINDOW_FRAMES,
     ) -> None:
         if not voices:
             raise ValueError("an engine worker needs at least one voice")
         if workers < 1:
             raise ValueError(f"an engine needs at least one compute thread, got {workers}")
         self.workers = workers
+        self.first_window = first_window_frames
+        """A stream's first window when it asks for none (:func:`engine.build.default_first_window`)."""
         self.threads = threads or torch.get_num_threads()
         """torch's intra-op threads in each compute thread (None: what the constructing thread has)."""
         self._voices = {v.info.id: v for v in voices}
@@ -143,13 +146,12 @@ class EngineWorker:
             self._scheduler.seed_capacity(rate)
         return rate
 
-    @staticmethod
-    def _speak_calibration(voice: Voice) -> int:
+    def _speak_calibration(self, voice: Voice) -> int:
         """Samples of the calibration text, spoken as a stream's first sentences are."""
         samples = 0
         for ids in voice.phonemize(CALIBRATION_TEXT).sentences:
             (latent,) = voice.encode([ids], [voice.default_params])
-            for window in plan_windows(latent.frames, FIRST_WINDOW_FRAMES, STEADY_WINDOW_FRAMES):
+            for window in plan_windows(latent.frames, self.first_window, STEADY_WINDOW_FRAMES):
                 samples += sum(len(pcm) for pcm in voice.decode_windows([(latent, window)]))
         return samples
 
@@ -182,7 +184,7 @@ class EngineWorker:
         model = self._voices[self.default_voice]
         frame_ms = model.hop_length * 1000 / model.info.sample_rate
         smallest = math.ceil(model.window_sizes[0] * frame_ms)
-        return smallest, round(FIRST_WINDOW_FRAMES * frame_ms), math.floor(LARGE_WINDOW_FRAMES * frame_ms)
+        return smallest, round(self.first_window * frame_ms), math.floor(LARGE_WINDOW_FRAMES * frame_ms)
 
     def first_window_frames(self, voice: str, ms: int) -> int:
         """The first window nearest ``ms`` of a voice's audio, in latent frames, within its bounds."""
@@ -199,22 +201,22 @@ class EngineWorker:
         budget: AudioBudget | None = None,
         *,
         asap: bool = False,
-        first_window_frames: int = FIRST_WINDOW_FRAMES,
+        first_window_frames: int | None = None,
     ) -> StreamHandle:
         """A new stream; raises ``UnknownVoice``, or ``Overloaded`` when the engine is at capacity (for an
         ``asap`` stream: at its limit of asap streams).
 
         ``asap``: audio as fast as spare capacity allows; ``first_window_frames``: latent frames of the
-        stream's first window (smaller: sooner first audio, in a smaller first chunk)."""
+        stream's first window (smaller: sooner first audio, in a smaller first chunk; None: the engine's
+        ``first_window``)."""
         voice_id = voice or self.default_voice
         model = self._voices.get(voice_id)
         if model is None:
             raise UnknownVoice(f"unknown voice {voice_id!r}; this server has {sorted(self._voices)}")
         defaults = model.default_params
         params = SynthesisParams(defaults.noise_scale, defaults.noise_w, defaults.length_scale / speed)
-        spec = StreamSpec(
-            voice_id, model.info.sample_rate, model.hop_length, params, budget, asap, first_window_frames
-        )
+        first = self.first_window if first_window_frames is None else first_window_frames
+        spec = StreamSpec(voice_id, model.info.sample_rate, model.hop_length, params, budget, asap, first)
         key = next(self._keys)
         with self._lock:
             if self.stopped_because is not None:

@@ -23,7 +23,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from voxwire.engine.budget import AudioBudget
 from voxwire.engine.errors import Overloaded, UnknownVoice
-from voxwire.engine.scheduler import FIRST_WINDOW_FRAMES
 from voxwire.engine.worker import EngineWorker
 from voxwire.protocol import (
     Bounds,
@@ -240,7 +239,7 @@ class Connection:
 
     def _new_session(self, start: Start, voice: str) -> StreamSession:
         options = self._hello.options or Options()
-        first_window = FIRST_WINDOW_FRAMES
+        first_window = None  # the engine's default
         if start.first_chunk_ms is not None:
             _check_bounds("first_chunk_ms", start.first_chunk_ms, options.first_chunk_ms, start.stream)
             first_window = self._worker.first_window_frames(voice, start.first_chunk_ms)

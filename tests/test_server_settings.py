@@ -12,8 +12,10 @@ from voxwire.engine.build import (
     GPU_MAX_BATCH_WINDOWS,
     check_workers,
     default_dtype,
+    default_first_window,
     default_max_batch,
 )
+from voxwire.engine.scheduler import FIRST_WINDOW_FRAMES, GPU_FIRST_WINDOW_FRAMES
 from voxwire.server.settings import add_arguments, build_settings
 
 
@@ -70,6 +72,11 @@ def test_batches_default_to_one_item_on_a_cpu_and_more_on_a_gpu() -> None:
     assert default_max_batch(torch.device("cpu")) == (1, 1)
     assert default_max_batch(torch.device("cuda", 0)) == (GPU_MAX_BATCH_WINDOWS, GPU_MAX_BATCH_SENTENCES)
     assert GPU_MAX_BATCH_WINDOWS > 1 and GPU_MAX_BATCH_SENTENCES > 1
+
+
+def test_the_first_window_defaults_to_16_frames_on_a_cpu_and_32_on_a_gpu() -> None:
+    assert default_first_window(torch.device("cpu")) == FIRST_WINDOW_FRAMES == 16
+    assert default_first_window(torch.device("cuda", 0)) == GPU_FIRST_WINDOW_FRAMES == 32
 
 
 def test_precision_defaults_to_tf32_on_cuda_and_float32_on_a_cpu() -> None:

@@ -21,7 +21,7 @@ from simulate import Load, simulate
 
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.phonemes import Phonemized
-from voxwire.engine.scheduler import SchedulerConfig
+from voxwire.engine.scheduler import GPU_FIRST_WINDOW_FRAMES, SchedulerConfig
 from voxwire.engine.voice import VoiceInfo
 from voxwire.engine.windows import WindowSpec
 from voxwire.engine.work import Piece
@@ -83,7 +83,12 @@ def stream_of(text: str, texts: Sequence[Sequence[str]]) -> int:
 async def real_run(costs: CostTable) -> list[Decision]:
     """The real worker on TEXTS; its decisions, read from what the voice double was asked to compute."""
     voice = TimedVoice(costs)
-    worker = EngineWorker([voice], CONFIG, clock=voice.clock)  # type: ignore[list-item]
+    worker = EngineWorker(  # as a GPU engine is built (engine.build.default_first_window)
+        [voice],  # type: ignore[list-item]
+        CONFIG,
+        clock=voice.clock,
+        first_window_frames=GPU_FIRST_WINDOW_FRAMES,
+    )
     handles = [worker.open_stream() for _ in TEXTS]
     for handle, texts in zip(handles, TEXTS, strict=True):
         for text in texts:

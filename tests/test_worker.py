@@ -19,7 +19,7 @@ from voxwire.engine.errors import EngineError, Overloaded, UnknownVoice
 from voxwire.engine.handle import StreamHandle
 from voxwire.engine.latent import Latent, SynthesisParams
 from voxwire.engine.phonemes import Phonemized
-from voxwire.engine.scheduler import SchedulerConfig
+from voxwire.engine.scheduler import FIRST_WINDOW_FRAMES, SchedulerConfig
 from voxwire.engine.voice import VoiceInfo
 from voxwire.engine.windows import WindowSpec
 from voxwire.engine.words import WordIds
@@ -138,6 +138,7 @@ async def started(
     voice: FakeVoice,
     on_death: Callable[[str], None] | None = None,
     threads: int | None = None,
+    first_window_frames: int = FIRST_WINDOW_FRAMES,
     **config: Any,
 ) -> EngineWorker:
     # FakeVoice is a duck-typed Voice.
@@ -148,6 +149,7 @@ async def started(
         on_death=on_death,
         workers=scheduler.workers,
         threads=threads,
+        first_window_frames=first_window_frames,
     )
     worker.start()
     return worker
@@ -162,6 +164,17 @@ async def test_audio_comes_in_order_and_the_stream_ends_after_the_last_window() 
     audio = await read_all(stream)
     expected = np.concatenate([expected_frames(7), expected_frames(2)])
     np.testing.assert_array_equal(audio, expected)
+    await worker.stop()
+
+
+async def test_a_stream_that_asks_for_no_first_window_gets_the_engines() -> None:
+    worker = await started(FakeVoice(), max_ahead_s=1e9, first_window_frames=32)
+    default, asked = worker.open_stream(), worker.open_stream(first_window_frames=16)
+    for stream in (default, asked):
+        stream.add_text("one two three four five six seven")  # 70 frames
+        stream.end_input()
+    sizes = [[len(block.pcm) for block in [b async for b in stream.blocks()]] for stream in (default, asked)]
+    assert sizes == [[32 * HOP, 38 * HOP], [16 * HOP, 32 * HOP, 22 * HOP]]
     await worker.stop()
 
 
