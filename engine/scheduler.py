@@ -65,7 +65,7 @@ import numpy as np
 from voxwire.engine.admission import Admission
 from voxwire.engine.budget import AudioBudget
 from voxwire.engine.latent import Latent, SynthesisParams
-from voxwire.engine.windows import WindowSpec
+from voxwire.engine.windows import WindowSpec, next_window_size
 from voxwire.engine.work import (
     Audio,
     Batch,
@@ -263,7 +263,7 @@ class _Stream:
         ramp = size < STEADY_WINDOW_FRAMES
         spec = WindowSpec(start, end, relaxed, urgent=not self.started or ramp or running_dry)
         item = WindowItem(self.key, cursor.latent, spec, samples)
-        cursor.start, cursor.size = end, min(2 * size, STEADY_WINDOW_FRAMES) if ramp else STEADY_WINDOW_FRAMES
+        cursor.start, cursor.size = end, next_window_size(size, STEADY_WINDOW_FRAMES)
         if end == cursor.latent.frames:
             self.latents.popleft()
         self.queued_frames -= end - start

@@ -25,6 +25,12 @@ class WindowSpec:
         return self.end - self.start
 
 
+def next_window_size(size: int, steady: int) -> int:
+    """The window after one of ``size`` frames: twice as large while smaller than ``steady`` (the ramp after
+    a small first window), else steady."""
+    return min(2 * size, steady) if size < steady else steady
+
+
 def plan_windows(frames: int, first: int = 16, steady: int = 64) -> list[WindowSpec]:
     """A small first window (so the first audio comes sooner), then a ramp, each window twice the one
     before, up to steady windows; the last may be short. The scheduler cuts a stream's first sentence so."""
@@ -34,6 +40,6 @@ def plan_windows(frames: int, first: int = 16, steady: int = 64) -> list[WindowS
     size = first
     while windows[-1].end < frames:
         start = windows[-1].end
-        size = min(2 * size, steady) if size < steady else steady
+        size = next_window_size(size, steady)
         windows.append(WindowSpec(start, min(start + size, frames)))
     return windows
